@@ -1,0 +1,69 @@
+"""Plain data shared by the instrumentation, pricing and the budget processor.
+
+These are the contracts between the parts of costwarden: an SDK module turns a request into a
+:class:`CallRequest` and a response into a :class:`Usage`; the processor answers a request with an
+:class:`Admission`. None of them touches OpenTelemetry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Admission", "CallRequest", "Decision", "Usage"]
+
+Decision = Literal["allow", "alert", "downgrade", "throttle", "trim", "refuse", "veto", "warn"]
+"""What admission decided. The strictest decision across all budgets is written on the span."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one call used, in the GenAI semantic conventions' sense.
+
+    ``input_tokens`` counts *all* input tokens, cached reads and cache writes included;
+    ``output_tokens`` counts all output tokens, reasoning included. The cache and reasoning fields
+    say how many of those were of that kind.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    """True when the provider sent no usage (a stream cut short) and the numbers are costwarden's."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class CallRequest:
+    """What the budget processor needs to know about a call before it is sent."""
+
+    provider: str
+    operation: str
+    model: str
+    estimated_input_tokens: int
+    max_output_tokens: int | None = None
+    stream: bool = False
+    fingerprint: int | None = None
+    """A hash of the request's content, for the runaway-loop guard (``max_repeats``)."""
+    messages: Sequence[Any] | None = None
+    """Chat messages, for ``trim_context``; None for operations that have none."""
+
+
+@dataclass(slots=True)
+class Admission:
+    """The processor's answer to a :class:`CallRequest` that was not vetoed."""
+
+    decision: Decision = "allow"
+    model: str | None = None
+    """The model to send: the requested one, or a cheaper one after a downgrade."""
+    messages: list[Any] | None = None
+    """A trimmed copy of the messages to send instead of the app's, or None to send them as they are."""
+    budget: str | None = None
+    """The budget that made the decision, when one did."""
+    notes: dict[str, Any] = field(default_factory=dict)

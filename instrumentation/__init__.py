@@ -1,0 +1,1 @@
+"""costwarden.instrumentation: one module per SDK or framework, on shared wrapping pieces."""

@@ -1,0 +1,1 @@
+"""costwarden.processor: the budget span processor and its parts."""
