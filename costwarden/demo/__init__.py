@@ -1,0 +1,1 @@
+"""costwarden demo: a multi-agent workflow through the real openai SDK against the local fake provider."""

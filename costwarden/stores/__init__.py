@@ -1,0 +1,1 @@
+"""Budget stores: where running totals live (memory, SQLite, Redis), behind one interface."""
