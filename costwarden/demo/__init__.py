@@ -1,1 +1,188 @@
-"""costwarden demo: a multi-agent workflow through the real openai SDK against the local fake provider."""
+"""``costwarden demo``: a small multi-agent workflow through the real openai SDK against costwarden's
+local fake provider, with budgets that alert, downgrade and veto, and a spend report at the end.
+
+No API key, no network, no server to start: the fake provider runs in-process on a loopback port.
+With ``--loop`` it keeps running workflows (for the docker-compose stack), exporting with whatever
+``OTEL_*`` variables say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from rich.console import Console
+
+from costwarden import semconv as sc
+from costwarden._attribution import attribute
+from costwarden._errors import BudgetExceeded
+from costwarden.demo._report import print_report
+
+__all__ = ["main"]
+
+console = Console(highlight=False)
+
+
+def print_alert(event: Any) -> None:
+    """The demo's alert hook (``hooks.on_alert`` in demo.yaml): show each threshold crossing."""
+    console.print(f"  [yellow]ALERT[/]  {_describe_alert(event)}")
+
+
+def _describe_alert(event: Any) -> str:
+    if isinstance(event, dict):
+        fields = event
+    else:
+        fields = {k: getattr(event, k) for k in ("budget", "threshold", "scope", "spent", "limit", "unit") if hasattr(event, k)}
+    budget = fields.get("budget", "?")
+    threshold = fields.get("threshold")
+    share = f"{float(threshold):.0%}" if threshold is not None else "a threshold"
+    return f"budget {budget!r} passed {share} ({fields.get('scope') or 'all calls'})"
+
+
+@dataclass
+class _Agents:
+    client: Any
+    max_tokens: int = 400
+
+    def ask(self, agent: str, model: str, prompt: str, *, stream: bool = False) -> str:
+        with attribute(agent=agent):
+            messages = [
+                {"role": "system", "content": f"You are the {agent} of a small research team."},
+                {"role": "user", "content": prompt},
+            ]
+            if not stream:
+                reply = self.client.chat.completions.create(model=model, messages=messages, max_tokens=self.max_tokens)
+                return reply.choices[0].message.content or ""
+            parts = []
+            chunks = self.client.chat.completions.create(
+                model=model, messages=messages, max_tokens=self.max_tokens, stream=True
+            )
+            for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    parts.append(chunk.choices[0].delta.content)
+            return "".join(parts)
+
+
+def _run_workflow(agents: _Agents, topic: str, run_id: str) -> None:
+    with attribute(workflow="market-brief", run_id=run_id, user="demo-user"):
+        console.print(f"[bold]run {run_id}[/]: market brief on {topic!r}")
+        plan = agents.ask("planner", "gpt-4o", f"Plan a three-part brief on {topic}. " + _context(40))
+        _step("planner", "planned the brief")
+        notes = []
+        for part in range(3):
+            try:
+                notes.append(agents.ask("researcher", "gpt-4o", f"Research part {part + 1} of: {plan[:200]}" + _context(60)))
+                _step("researcher", f"researched part {part + 1}")
+            except BudgetExceeded as exc:
+                _veto("researcher", exc)
+                return
+        # A flaky tool makes the researcher resend the same request: the loop guard stops it.
+        for attempt in itertools.count(1):
+            try:
+                agents.ask("researcher", "gpt-4o-mini", "Fetch the latest figures for the appendix. " + _context(10))
+                _step("researcher", f"retry loop, attempt {attempt} (the tool keeps failing)")
+            except BudgetExceeded as exc:
+                _veto("researcher", exc)
+                break
+        try:
+            agents.ask("writer", "gpt-4o", "Write the brief from these notes: " + " ".join(notes)[:4000], stream=True)
+            _step("writer", "wrote the brief (streamed)")
+            agents.ask("writer", "gpt-4o", "Polish the brief and add a summary. " + _context(80))
+            _step("writer", "polished the brief")
+            agents.ask("writer", "gpt-4o", "Translate the summary into French. " + _context(80))
+            _step("writer", "translated the summary")
+        except BudgetExceeded as exc:
+            _veto("writer", exc)
+
+
+def _context(sentences: int) -> str:
+    return " ".join(f"Background fact {i}: the market moved by {i % 7} percent." for i in range(sentences))
+
+
+def _step(agent: str, what: str) -> None:
+    console.print(f"  [green]ok[/]     {agent:<10} {what}")
+
+
+def _veto(agent: str, exc: BudgetExceeded) -> None:
+    console.print(f"  [red]VETO[/]   {agent:<10} {exc}")
+
+
+class _DowngradeNotice(SimpleSpanProcessor):
+    """Prints each downgrade as it happens (the decision is on the span when it ends)."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemorySpanExporter())
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes or {}
+        original = attributes.get(sc.COSTWARDEN_DOWNGRADED_FROM)
+        if original:
+            agent = attributes.get(sc.GEN_AI_AGENT_NAME, "?")
+            model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
+            console.print(f"  [cyan]DOWNGRADE[/] {agent}: {original} -> {model} (budget {attributes.get(sc.COSTWARDEN_BUDGET_NAME)!r})")
+
+
+def demo_config() -> dict[str, Any]:
+    """The budgets the demo runs with (costwarden/demo/demo.yaml)."""
+    text = resources.files("costwarden.demo").joinpath("demo.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="costwarden demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2, help="workflow runs to make (default 2)")
+    parser.add_argument("--loop", action="store_true", help="keep running workflows until interrupted")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between runs with --loop")
+    parser.add_argument("--ledger", help="also write the calls to this ledger file (costwarden top reads it)")
+    parser.add_argument("--config", help="run with this costwarden.yaml instead of the demo's budgets")
+    return parser.parse_args(list(argv) if argv is not None else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; returns the exit code."""
+    import openai
+
+    from costwarden import configure
+    from costwarden.instrumentation.openai import OpenAIInstrumentor
+    from costwarden.testing import FakeProvider
+
+    args = _parse(argv)
+    config = args.config or demo_config()
+    if args.ledger:
+        config = {**config, "ledger": {"enabled": True, "path": args.ledger}} if isinstance(config, dict) else config
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider() if args.loop else TracerProvider()
+    if not isinstance(provider, TracerProvider):
+        provider = None  # --loop without an SDK provider: configure() builds one from OTEL_* variables
+    if provider is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.add_span_processor(_DowngradeNotice())
+    configure(config, tracer_provider=provider)
+    try:
+        with FakeProvider() as fake:
+            client = openai.OpenAI(base_url=fake.openai_base_url, api_key="demo-key-not-used", max_retries=0)
+            agents = _Agents(client)
+            runs = itertools.count() if args.loop else range(args.runs)
+            for _ in runs:
+                _run_workflow(agents, "electric bikes", f"run-{uuid.uuid4().hex[:6]}")
+                if args.loop:
+                    time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        OpenAIInstrumentor().uninstrument()
+        if provider is not None:
+            provider.force_flush()
+    print_report(exporter.get_finished_spans(), console)
+    return 0

@@ -1,0 +1,171 @@
+"""Setting costwarden up: the budget processor on the tracer provider, the ledger, the instrumentors.
+
+``opentelemetry-instrument`` reaches this through costwarden's instrumentors (their entry points run
+after any configurator, so the SDK tracer provider exists if a distro made one); apps that set
+OpenTelemetry up in code call :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+
+from costwarden._state import get_processor, set_processor
+
+__all__ = ["configure", "ensure_installed"]
+
+logger = logging.getLogger("costwarden")
+
+_lock = threading.RLock()
+_providers_with_slot: set[int] = set()
+
+
+class _ProcessorSlot(SpanProcessor):
+    """Added to a tracer provider once; forwards to whichever budget processor is installed now, so
+    that :func:`configure` can be called again (new config, tests) without stacking processors."""
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        processor = get_processor()
+        if processor is not None:
+            processor.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        processor = get_processor()
+        if processor is not None:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        processor = get_processor()
+        if processor is not None:
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        processor = get_processor()
+        return processor.force_flush(timeout_millis) if processor is not None else True
+
+
+def configure(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    instrument: bool = True,
+) -> Any:
+    """Set costwarden up in code: what ``opentelemetry-instrument`` does for an unchanged app.
+
+    Loads the configuration (``config`` is a path or a dict in the file's format; by default
+    ``$COSTWARDEN_CONFIG`` or ``./costwarden.yaml``, and no budgets if neither exists), installs the
+    budget processor on ``tracer_provider`` (default: the global SDK provider, created from the
+    ``OTEL_*`` variables if there is none yet), adds the local spend ledger unless the config turns it
+    off, and instruments every LLM SDK costwarden supports that is installed.
+
+    Returns the installed :class:`costwarden.processor.BudgetSpanProcessor`. Raises
+    :class:`costwarden.config.ConfigError` for a bad configuration. Calling it again replaces the
+    configuration.
+    """
+    from costwarden.config import load_config
+    from costwarden.pricing import PriceBook, set_price_book
+    from costwarden.processor import BudgetSpanProcessor
+    from costwarden.stores import open_store
+
+    settings = load_config(config)
+    with _lock:
+        provider = tracer_provider or _global_sdk_tracer_provider()
+        set_price_book(PriceBook(_price_overrides(settings)))
+        store = open_store(settings.store, timeout=settings.store_timeout)
+        processor = BudgetSpanProcessor(settings, store=store, meter_provider=meter_provider)
+        if id(provider) not in _providers_with_slot:
+            provider.add_span_processor(_ProcessorSlot())
+            _providers_with_slot.add(id(provider))
+            _add_ledger(provider, settings)
+        previous = set_processor(processor)
+        if previous is not None:
+            previous.shutdown()
+    if instrument:
+        _instrument_all(provider)
+    return processor
+
+
+def ensure_installed(tracer_provider: TracerProvider | None = None) -> None:
+    """Install the budget processor once, from the configuration file, if nothing installed it yet.
+
+    Called by each costwarden instrumentor. A bad configuration stops the program with a message
+    naming the key (budgets silently off would be worse than not starting)."""
+    if get_processor() is not None:
+        return
+    from costwarden.config import ConfigError
+
+    try:
+        configure(tracer_provider=tracer_provider, instrument=False)
+    except ConfigError as exc:
+        print(f"costwarden: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _global_sdk_tracer_provider() -> TracerProvider:
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        return provider
+    _configure_sdk_from_environment()
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        return provider
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def _configure_sdk_from_environment() -> None:
+    """What opentelemetry-distro's configurator does: providers and exporters from ``OTEL_*``."""
+    try:
+        from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+        _OTelSDKConfigurator().configure()
+    except Exception as exc:  # a private API; fall back to a plain provider
+        logger.warning("costwarden: could not configure the OpenTelemetry SDK from OTEL_* variables: %r", exc)
+
+
+def _price_overrides(settings: Any) -> dict[str, Any]:
+    prices = getattr(settings, "prices", None) or {}
+    return {
+        model: price.model_dump(exclude_none=True) if hasattr(price, "model_dump") else dict(price)
+        for model, price in prices.items()
+    }
+
+
+def _add_ledger(provider: TracerProvider, settings: Any) -> None:
+    """The local SQLite spend ledger, unless turned off or already configured as an OTel exporter."""
+    ledger = getattr(settings, "ledger", None)
+    if ledger is not None and not ledger.enabled:
+        return
+    exporters = {name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")}
+    if "costwarden" in exporters:
+        return
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from costwarden.ledger import LedgerExporter
+
+    path = getattr(ledger, "path", None)
+    provider.add_span_processor(BatchSpanProcessor(LedgerExporter(Path(path) if path else None)))
+
+
+def _instrument_all(provider: TracerProvider) -> None:
+    for entry_point in entry_points(group="opentelemetry_instrumentor"):
+        if not entry_point.name.startswith("costwarden_"):
+            continue
+        try:
+            instrumentor = entry_point.load()()
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.instrument(tracer_provider=provider, skip_setup=True)
+        except Exception as exc:  # one SDK failing to instrument must not stop the others
+            logger.warning("costwarden: could not instrument %s: %r", entry_point.name, exc)

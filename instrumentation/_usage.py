@@ -1,0 +1,90 @@
+"""The one place that turns a provider's usage block into a :class:`~costwarden._types.Usage`.
+
+Each provider describes its usage block as data (a :class:`UsageMap`), not code: which field holds
+input tokens, which cached reads, and so on. A field is a dotted path, or a tuple of paths whose values
+are summed (Anthropic reports cached input *beside* input, not inside it). Works on SDK model objects
+and on plain dicts alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from costwarden._types import Usage
+
+__all__ = ["UsageMap", "estimate_tokens", "read_path", "usage_from"]
+
+Path = str | tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageMap:
+    """Where a provider keeps each kind of token in its usage block."""
+
+    input_tokens: Path
+    output_tokens: Path
+    cache_read_tokens: Path = ()
+    cache_write_tokens: Path = ()
+    reasoning_tokens: Path = ()
+
+
+_MISSING = object()
+
+
+def read_path(obj: Any, path: str) -> Any:
+    """Follow a dotted path through attributes or mapping keys; None where any step is missing."""
+    for part in path.split("."):
+        if obj is None:
+            return None
+        if isinstance(obj, Mapping):
+            obj = obj.get(part)
+        else:
+            obj = getattr(obj, part, None)
+    return obj
+
+
+def _count(obj: Any, path: Path) -> int | None:
+    paths = (path,) if isinstance(path, str) else path
+    total: int | None = None
+    for p in paths:
+        value = read_path(obj, p)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        total = (total or 0) + int(value)
+    return total
+
+
+def usage_from(block: Any, mapping: UsageMap) -> Usage | None:
+    """A :class:`Usage` from a provider usage block, or None when the block has no token counts."""
+    if block is None:
+        return None
+    input_tokens = _count(block, mapping.input_tokens)
+    output_tokens = _count(block, mapping.output_tokens)
+    if input_tokens is None and output_tokens is None:
+        return None
+    return Usage(
+        input_tokens=input_tokens or 0,
+        output_tokens=output_tokens or 0,
+        cache_read_tokens=_count(block, mapping.cache_read_tokens) or 0,
+        cache_write_tokens=_count(block, mapping.cache_write_tokens) or 0,
+        reasoning_tokens=_count(block, mapping.reasoning_tokens) or 0,
+    )
+
+
+def estimate_tokens(value: Any, _depth: int = 0) -> int:
+    """A cheap estimate of the tokens in a request or a piece of streamed output: about one token per
+    four characters of text, walking strings inside lists and mappings (message lists, content parts).
+    Used for admission and for streams that end without a usage block; never exact, never slow."""
+    if isinstance(value, str):
+        return (len(value) + 3) // 4
+    if _depth > 6 or value is None:
+        return 0
+    if isinstance(value, Mapping):
+        return sum(estimate_tokens(v, _depth + 1) for k, v in value.items() if k != "role") + (
+            4 if "role" in value else 0
+        )
+    if isinstance(value, list | tuple):
+        return sum(estimate_tokens(v, _depth + 1) for v in value)
+    return 0
