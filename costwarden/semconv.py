@@ -140,8 +140,12 @@ METRIC_UNITS: Final[dict[str, str]] = {
     METRIC_TOKEN_USAGE: "{token}",
     METRIC_OPERATION_DURATION: "s",
     METRIC_COST: "USD",
-    METRIC_BUDGET_LIMIT: "1",
-    METRIC_BUDGET_SPENT: "1",
+    # Not "1": an OTLP gauge with unit "1" gets a `_ratio` suffix in Prometheus' OTLP receiver and the
+    # Collector's exporters but none from opentelemetry-exporter-prometheus. An annotation adds no suffix
+    # on any path, so the names are the same however metrics reach Prometheus; `costwarden.unit` says
+    # whether the value is USD, tokens or calls.
+    METRIC_BUDGET_LIMIT: "{amount}",
+    METRIC_BUDGET_SPENT: "{amount}",
     METRIC_BUDGET_DECISIONS: "{decision}",
 }
 
@@ -160,3 +164,6 @@ METRIC_ATTR_UNIT: Final = "costwarden.unit"
 METRIC_ATTR_DECISION: Final = "costwarden.decision"
 METRIC_ATTR_SCOPE: Final = "costwarden.scope"
 METRIC_ATTR_THRESHOLD: Final = "costwarden.threshold"
+# The budget's period (run|hour|day|week|month) on the budget gauges, so rules can pick daily or weekly
+# budgets and forecast to the end of the period.
+METRIC_ATTR_PERIOD: Final = "costwarden.period"
