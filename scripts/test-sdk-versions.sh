@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the SDK tests against the oldest supported release of each SDK (and each major line), each in
+# its own virtualenv under .venvs/. The main suite (scripts/test.sh) covers the latest releases.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+
+# name | pip requirement | test files
+MATRIX=(
+  "openai-1.40|openai==1.40.0|tests/test_openai_instrumentation.py"
+  "openai-2.x|openai>=2,<3|tests/test_openai_instrumentation.py"
+)
+
+for row in "${MATRIX[@]}"; do
+  IFS='|' read -r name requirement tests <<<"$row"
+  venv=".venvs/$name"
+  echo "-- $name ($requirement)"
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -e '.[test]' "$requirement"
+  # shellcheck disable=SC2086
+  COSTWARDEN_RAISE_INTERNAL_ERRORS=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider $tests
+done
