@@ -1,0 +1,48 @@
+"""The local spend ledger: every priced model call, written to a SQLite file off the call path.
+
+:class:`LedgerExporter` is an OpenTelemetry span exporter (also the ``opentelemetry_traces_exporter``
+entry point ``costwarden``, so ``OTEL_TRACES_EXPORTER=otlp,costwarden`` works); :class:`Ledger`
+reads what it wrote, for ``costwarden top`` and ``costwarden report``.
+"""
+
+from costwarden._ledger import (
+    DEFAULT_RETENTION_DAYS,
+    DIMENSIONS,
+    ENV_LEDGER,
+    PERIODS,
+    SCHEMA_VERSION,
+    Dimension,
+    Ledger,
+    LedgerCorrupt,
+    LedgerEmpty,
+    LedgerError,
+    LedgerExporter,
+    LedgerLocked,
+    LedgerNotFound,
+    Period,
+    Report,
+    Spend,
+    default_ledger_path,
+    resolve_ledger_path,
+)
+
+__all__ = [
+    "DEFAULT_RETENTION_DAYS",
+    "DIMENSIONS",
+    "ENV_LEDGER",
+    "PERIODS",
+    "SCHEMA_VERSION",
+    "Dimension",
+    "Ledger",
+    "LedgerCorrupt",
+    "LedgerEmpty",
+    "LedgerError",
+    "LedgerExporter",
+    "LedgerLocked",
+    "LedgerNotFound",
+    "Period",
+    "Report",
+    "Spend",
+    "default_ledger_path",
+    "resolve_ledger_path",
+]
