@@ -1,1 +1,12 @@
-"""costwarden.processor: the budget span processor and its parts."""
+"""costwarden.processor: the budget span processor and its parts.
+
+:class:`BudgetSpanProcessor` is installed on the tracer provider by ``costwarden.configure()`` (or
+``opentelemetry-instrument``); costwarden's instrumentation calls its ``admit`` before each call is
+sent. :func:`budget_status` reads each budget's state for ``costwarden status``.
+"""
+
+from costwarden.processor._alerts import AlertEvent
+from costwarden.processor._processor import BudgetSpanProcessor
+from costwarden.processor._status import BudgetStatus, budget_status, config_budget_status
+
+__all__ = ["AlertEvent", "BudgetSpanProcessor", "BudgetStatus", "budget_status", "config_budget_status"]

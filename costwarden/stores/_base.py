@@ -11,7 +11,7 @@ then applies the configured ``fail: open|closed`` policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "Amounts",
     "BudgetStore",
-    "Charge",
+    "Committed",
     "CounterKey",
     "CounterState",
     "Limits",
@@ -89,57 +89,82 @@ class CounterState:
         return self.spent + self.reserved
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """One counter's part of a reservation: the amount to reserve, and the limits to check it against.
-
-    ``limits`` is None for a counter that is only counted (``on_exceed: warn``).
-    """
-
-    key: CounterKey
-    amount: Amounts
-    limits: Limits | None = None
+Committed = tuple[Decimal, int, int]
+"""A counter's ``(usd, tokens, calls)``: cheap to build on the hot path, unlike :class:`CounterState`."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
-    """``ok`` is True when every charge fitted and all were reserved; otherwise nothing was reserved,
-    and ``rejected`` names the first counter that would pass a limit, with ``unit`` the unit it
-    would pass. ``states`` holds each counter's state *before* this reservation."""
+    """``ok`` is True when every counter with limits had room and the amount was reserved in all of
+    them; otherwise nothing was reserved, ``rejected`` is the index (into ``keys``) of the first
+    counter that would pass a limit and ``unit`` the unit it would pass. ``committed`` holds, for
+    each key in order, spent plus reserved *before* this reservation."""
 
     ok: bool
-    states: Mapping[CounterKey, CounterState]
-    rejected: CounterKey | None = None
+    committed: Sequence[Committed]
+    rejected: int | None = None
     unit: str | None = None
 
 
 @runtime_checkable
 class BudgetStore(Protocol):
-    """What the budget processor needs from a store. Implementations must be thread-safe."""
+    """What the budget processor needs from a store. Implementations must be thread-safe.
+
+    The hot path is one :meth:`reserve` at admission and one :meth:`settle` at span end, each
+    covering every counter the call counts against with *one* amount (a call costs the same in
+    every budget it counts against). Counters travel as :class:`CounterKey`; amounts as plain
+    ``(usd, tokens, calls)`` tuples where a dataclass per counter would cost too much.
+
+    Changes from the first sketch (the processor issue): ``reserve``/``settle`` take the keys and
+    one :class:`Amounts` instead of per-counter ``Charge`` objects; ``settle`` returns each
+    counter's spent after settling (for threshold alerts); ``add_member`` can look without
+    recording; ``counters`` lists a budget's counters in a period (for ``costwarden status`` and
+    the ``costwarden.budget.spent`` gauge).
+    """
 
     def read(self, keys: Sequence[CounterKey]) -> dict[CounterKey, CounterState]:
         """The current state of each counter (zero for one never seen)."""
         ...
 
-    def reserve(self, reservation_id: str, charges: Sequence[Charge], *, ttl: float) -> ReserveResult:
-        """Atomically: if every charge with limits fits (committed + amount <= limit in each unit),
-        add every amount to its counter's reserved and remember the reservation for ``ttl`` seconds;
-        otherwise change nothing. A reservation not settled within ``ttl`` expires and is released."""
+    def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
+        """Spent plus reserved for each counter, in order: :meth:`read` for the hot path."""
         ...
 
-    def settle(self, reservation_id: str, actual: Mapping[CounterKey, Amounts]) -> None:
-        """Atomically drop the reservation and add each actual amount to its counter's spent.
-        Settling an unknown (expired or already settled) reservation still adds ``actual``."""
+    def reserve(
+        self,
+        reservation_id: str,
+        keys: Sequence[CounterKey],
+        amount: Amounts,
+        limits: Sequence[Limits | None],
+        *,
+        ttl: float,
+    ) -> ReserveResult:
+        """Atomically: if ``amount`` fits every counter whose ``limits`` is not None (committed +
+        amount <= limit in each limited unit), add it to every counter's reserved and remember the
+        reservation for ``ttl`` seconds; otherwise change nothing. ``limits[i]`` belongs to
+        ``keys[i]``; None means the counter is only counted (``on_exceed: warn``). A reservation
+        not settled or released within ``ttl`` expires and is released."""
+        ...
+
+    def settle(self, reservation_id: str, keys: Sequence[CounterKey], actual: Amounts) -> list[Committed]:
+        """Atomically drop the reservation and add ``actual`` to each counter's spent; return each
+        counter's spent after. Settling an unknown (expired, already released, or never made:
+        a span from another instrumentation) reservation still adds ``actual``."""
         ...
 
     def release(self, reservation_id: str) -> None:
         """Drop a reservation without spending anything (the call was never sent)."""
         ...
 
-    def add_member(self, key: CounterKey, kind: str, member: str) -> int:
+    def add_member(self, key: CounterKey, kind: str, member: str, *, record: bool = True) -> int:
         """Record one sighting of ``member`` in the set ``kind`` of this counter and return how many
-        times it has been seen in it, this one included. Used for runs seen (refuse new work),
-        repeated requests (max_repeats) and thresholds already announced (alert once)."""
+        times it has been seen in it, this one included. With ``record=False`` only look: return
+        the sightings so far (0 for never). Used for runs seen (refuse new work), repeated
+        requests (max_repeats) and thresholds already announced (alert once)."""
+        ...
+
+    def counters(self, budget: str, period: str) -> list[CounterKey]:
+        """Every counter of ``budget`` in ``period`` this store holds (one per scope seen)."""
         ...
 
     def close(self) -> None: ...

@@ -1,0 +1,211 @@
+"""The in-process budget store: running totals in a dict behind one lock.
+
+The default store. Totals live as long as the process; use the SQLite or Redis store to keep them
+across restarts or share them between processes. Every operation is one short critical section, so
+reserve-and-check is atomic for any number of threads and asyncio tasks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from costwarden.stores._base import (
+    Amounts,
+    Committed,
+    CounterKey,
+    CounterState,
+    Limits,
+    ReserveResult,
+)
+
+__all__ = ["MemoryStore"]
+
+_ZERO_USD = Decimal(0)
+_SWEEP_EVERY = 30.0  # seconds between sweeps of expired reservations and counters
+
+
+class _Counter:
+    """One counter's totals, mutated in place under the store's lock."""
+
+    __slots__ = ("members", "res_calls", "res_tokens", "res_usd", "spent_calls", "spent_tokens", "spent_usd")
+
+    def __init__(self) -> None:
+        self.spent_usd = _ZERO_USD
+        self.spent_tokens = 0
+        self.spent_calls = 0
+        self.res_usd = _ZERO_USD
+        self.res_tokens = 0
+        self.res_calls = 0
+        self.members: dict[tuple[str, str], int] | None = None
+
+    def committed(self) -> Committed:
+        return (
+            self.spent_usd + self.res_usd,
+            self.spent_tokens + self.res_tokens,
+            self.spent_calls + self.res_calls,
+        )
+
+    def fits(self, amount: Amounts, limits: Limits) -> str | None:
+        """The unit ``amount`` would pass, or None when it fits."""
+        if limits.usd is not None and self.spent_usd + self.res_usd + amount.usd > limits.usd:
+            return "usd"
+        if limits.tokens is not None and self.spent_tokens + self.res_tokens + amount.tokens > limits.tokens:
+            return "tokens"
+        if limits.calls is not None and self.spent_calls + self.res_calls + amount.calls > limits.calls:
+            return "calls"
+        return None
+
+    def add_reserved(self, amount: Amounts, sign: int) -> None:
+        if sign > 0:
+            self.res_usd += amount.usd
+            self.res_tokens += amount.tokens
+            self.res_calls += amount.calls
+        else:
+            self.res_usd -= amount.usd
+            self.res_tokens -= amount.tokens
+            self.res_calls -= amount.calls
+
+
+class _Reservation:
+    __slots__ = ("amount", "counters", "expires")
+
+    def __init__(self, counters: list[_Counter], amount: Amounts, expires: float) -> None:
+        self.counters = counters
+        self.amount = amount
+        self.expires = expires
+
+
+class MemoryStore:
+    """A thread-safe :class:`~costwarden.stores._base.BudgetStore` held in process memory.
+
+    Counters whose period has ended (``CounterKey.expires_at``) and reservations past their ``ttl``
+    are swept at most every 30 seconds, on the next write. ``period: run`` counters are kept for
+    the life of the process.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[CounterKey, _Counter] = {}
+        self._reservations: dict[str, _Reservation] = {}
+        self._clock = clock
+        self._next_sweep = clock() + _SWEEP_EVERY
+
+    # -- hot path ----------------------------------------------------------------------------------
+    def _counter(self, key: CounterKey) -> _Counter:
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = _Counter()
+        return counter
+
+    def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
+        """Spent plus reserved for each counter."""
+        with self._lock:
+            return [self._counter(k).committed() for k in keys]
+
+    def reserve(
+        self,
+        reservation_id: str,
+        keys: Sequence[CounterKey],
+        amount: Amounts,
+        limits: Sequence[Limits | None],
+        *,
+        ttl: float,
+    ) -> ReserveResult:
+        """Check every limited counter and reserve ``amount`` in all of them, or in none."""
+        with self._lock:
+            counters = [self._counter(k) for k in keys]
+            committed = [c.committed() for c in counters]
+            for index, (counter, limit) in enumerate(zip(counters, limits, strict=True)):
+                if limit is not None and (unit := counter.fits(amount, limit)) is not None:
+                    return ReserveResult(False, committed, index, unit)
+            for counter in counters:
+                counter.add_reserved(amount, 1)
+            now = self._clock()
+            self._reservations[reservation_id] = _Reservation(counters, amount, now + ttl)
+            if now >= self._next_sweep:
+                self._sweep(now)
+        return ReserveResult(True, committed)
+
+    def settle(self, reservation_id: str, keys: Sequence[CounterKey], actual: Amounts) -> list[Committed]:
+        """Swap the reservation for ``actual`` in each counter; return each counter's spent after."""
+        with self._lock:
+            reservation = self._reservations.pop(reservation_id, None)
+            if reservation is not None:
+                for counter in reservation.counters:
+                    counter.add_reserved(reservation.amount, -1)
+            spent = []
+            for key in keys:
+                counter = self._counter(key)
+                counter.spent_usd += actual.usd
+                counter.spent_tokens += actual.tokens
+                counter.spent_calls += actual.calls
+                spent.append((counter.spent_usd, counter.spent_tokens, counter.spent_calls))
+            return spent
+
+    def release(self, reservation_id: str) -> None:
+        """Drop a reservation; nothing is spent."""
+        with self._lock:
+            reservation = self._reservations.pop(reservation_id, None)
+            if reservation is not None:
+                for counter in reservation.counters:
+                    counter.add_reserved(reservation.amount, -1)
+
+    def add_member(self, key: CounterKey, kind: str, member: str, *, record: bool = True) -> int:
+        """Count a sighting of ``member`` in this counter's set ``kind``."""
+        with self._lock:
+            counter = self._counter(key)
+            if counter.members is None:
+                counter.members = {}
+            seen = counter.members.get((kind, member), 0)
+            if record:
+                seen += 1
+                counter.members[(kind, member)] = seen
+            return seen
+
+    # -- slow path ---------------------------------------------------------------------------------
+    def read(self, keys: Sequence[CounterKey]) -> dict[CounterKey, CounterState]:
+        """Spent and reserved for each counter (zero for one never seen)."""
+        with self._lock:
+            states = {}
+            for key in keys:
+                c = self._counters.get(key)
+                states[key] = (
+                    CounterState()
+                    if c is None
+                    else CounterState(
+                        Amounts(c.spent_usd, c.spent_tokens, c.spent_calls),
+                        Amounts(c.res_usd, c.res_tokens, c.res_calls),
+                    )
+                )
+            return states
+
+    def counters(self, budget: str, period: str) -> list[CounterKey]:
+        """The counters of ``budget`` in ``period`` (one per scope seen)."""
+        with self._lock:
+            return [k for k in self._counters if k.budget == budget and k.period == period]
+
+    def reserved_total(self) -> Amounts:
+        """Everything reserved by calls in flight, across all counters (for tests and diagnostics)."""
+        with self._lock:
+            usd, tokens, calls = _ZERO_USD, 0, 0
+            for c in self._counters.values():
+                usd, tokens, calls = usd + c.res_usd, tokens + c.res_tokens, calls + c.res_calls
+            return Amounts(usd, tokens, calls)
+
+    def close(self) -> None:
+        """Nothing to close; totals stay readable."""
+
+    def _sweep(self, now: float) -> None:
+        """Release expired reservations and forget counters whose period ended (lock held)."""
+        self._next_sweep = now + _SWEEP_EVERY
+        for rid in [rid for rid, r in self._reservations.items() if r.expires <= now]:
+            reservation = self._reservations.pop(rid)
+            for counter in reservation.counters:
+                counter.add_reserved(reservation.amount, -1)
+        live = {id(c) for r in self._reservations.values() for c in r.counters}
+        for key in [k for k, c in self._counters.items() if k.expires_at is not None and k.expires_at <= now]:
+            if id(self._counters[key]) not in live:
+                del self._counters[key]

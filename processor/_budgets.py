@@ -1,0 +1,159 @@
+"""Budgets compiled for the hot path: matchers, scope extractors and limits, built once per config.
+
+A call is described by a :data:`CallKey` (its attribution, model, provider and active guards); the
+:class:`Plan` for a call key (which counters it counts against in the current periods) is cached,
+so admission does no matching, globbing or string building for a call it has seen before.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from decimal import Decimal
+
+from costwarden.processor._periods import period_window
+
+from costwarden.config import BudgetConfig
+from costwarden.stores._base import Committed, CounterKey, Limits
+
+__all__ = ["FIELD_INDEX", "Budget", "CallKey", "Plan", "build_plan", "compile_budgets"]
+
+CallKey = tuple[str | None, str | None, str | None, str | None, str | None, str, str, tuple[str, ...]]
+"""(agent, workflow, run_id, user, task, model, provider, active guard ids)."""
+
+FIELD_INDEX = {"agent": 0, "workflow": 1, "run_id": 2, "user": 3, "task": 4, "model": 5, "provider": 6}
+_GLOB = re.compile(r"[*?\[]")
+
+
+def _matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
+    exact = frozenset(p for p in patterns if not _GLOB.search(p))
+    globs = [re.compile(fnmatch.translate(p)).match for p in patterns if _GLOB.search(p)]
+    if not globs:
+        return exact.__contains__
+    return lambda value: value in exact or any(g(value) for g in globs)
+
+
+class Budget:
+    """One budget, compiled: who it applies to, its limits, and its thresholds as fractions."""
+
+    __slots__ = (
+        "alert_at",
+        "config",
+        "downgrade",
+        "float_limits",
+        "guard",
+        "hard",
+        "limits",
+        "matchers",
+        "name",
+        "scope_fields",
+        "soft",
+        "soft_floor",
+        "strict",
+    )
+
+    def __init__(self, config: BudgetConfig, *, strict: bool, guard: str | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.guard = guard
+        self.strict = config.strict if config.strict is not None else strict
+        self.hard = Limits(config.limit_usd, config.limit_tokens, config.limit_calls)
+        self.limits = self.hard if config.on_exceed == "veto" and config.has_limit else None
+        self.float_limits = tuple(
+            (i, float(v))
+            for i, v in enumerate((config.limit_usd, config.limit_tokens, config.limit_calls))
+            if v is not None
+        )
+        self.scope_fields = tuple((name, FIELD_INDEX[name]) for name in config.per)
+        self.matchers = tuple((FIELD_INDEX[f], _matcher(p)) for f, p in config.match.items())
+        self.alert_at = tuple(sorted(set(config.alert_at)))
+        self.downgrade = config.downgrade
+        soft = [
+            config.downgrade.at if config.downgrade else None,
+            config.throttle.at if config.throttle else None,
+            config.refuse_new_work_at,
+            config.trim_context.at if config.trim_context else None,
+        ]
+        present = [s for s in soft if s is not None]
+        self.soft = bool(present) or config.on_exceed == "warn"
+        """Whether admission must look at this budget's fill level (beyond the atomic hard check)."""
+        self.soft_floor = min(present) if present else (1.0 if config.on_exceed == "warn" else 2.0)
+
+    def applies(self, call: CallKey) -> bool:
+        if self.guard is not None and self.guard not in call[7]:
+            return False
+        for index, match in self.matchers:
+            value = call[index]
+            if value is None or not match(str(value)):
+                return False
+        return all(call[index] is not None for _, index in self.scope_fields)
+
+    def scope(self, call: CallKey) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((name, str(call[index])) for name, index in self.scope_fields))
+
+    def fraction(self, committed: Committed) -> float:
+        """How full the counter is: the largest of committed/limit over the units with a limit."""
+        worst = 0.0
+        for index, limit in self.float_limits:
+            value = float(committed[index])
+            share = value / limit if limit > 0 else float(value > 0)
+            worst = max(worst, share)
+        return worst
+
+    def over(self, committed: Committed) -> str | None:
+        """The first unit in which ``committed`` passes the limit, or None."""
+        h = self.hard
+        if h.usd is not None and committed[0] > h.usd:
+            return "usd"
+        if h.tokens is not None and committed[1] > h.tokens:
+            return "tokens"
+        if h.calls is not None and committed[2] > h.calls:
+            return "calls"
+        return None
+
+
+def compile_budgets(configs: Sequence[BudgetConfig], *, strict: bool) -> list[Budget]:
+    return [Budget(c, strict=strict) for c in configs]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The counters one call key counts against in the current periods, valid until ``valid_until``."""
+
+    budgets: tuple[Budget, ...]
+    keys: tuple[CounterKey, ...]
+    limits: tuple[Limits | None, ...]
+    soft: tuple[int, ...]
+    """Indexes of budgets that need a look at their fill level at admission."""
+    peek: bool
+    """Whether a budget may change the request (downgrade, trim) and so needs the state before reserving."""
+    strict: bool
+    repeats: tuple[int, ...]
+    valid_until: float
+
+
+def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzinfo) -> Plan:
+    chosen = [b for b in budgets if b.applies(call)]
+    keys = []
+    valid_until = float("inf")
+    for budget in chosen:
+        window = period_window(budget.config.period, now, tz)
+        if window.end is not None:
+            valid_until = min(valid_until, window.end)
+        keys.append(CounterKey(budget.name, budget.scope(call), window.label, window.expires_at))
+    return Plan(
+        budgets=tuple(chosen),
+        keys=tuple(keys),
+        limits=tuple(b.limits for b in chosen),
+        soft=tuple(i for i, b in enumerate(chosen) if b.soft or b.alert_at),
+        peek=any(b.downgrade is not None or b.config.trim_context is not None for b in chosen),
+        strict=any(b.strict for b in chosen),
+        repeats=tuple(i for i, b in enumerate(chosen) if b.config.max_repeats is not None),
+        valid_until=valid_until,
+    )
+
+
+ZERO_USD = Decimal(0)

@@ -1,0 +1,108 @@
+"""Reading spans: attribution, and usage and cost from costwarden's own spans and from other
+GenAI instrumentations' (OpenTelemetry GenAI, OpenLLMetry, OpenLIT, OpenInference)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from costwarden import semconv as sc
+
+__all__ = ["ATTRIBUTION_KEYS", "SpanUsage", "is_genai", "read_usage"]
+
+ATTRIBUTION_KEYS = tuple(sc.ATTRIBUTION_ATTRIBUTES.values())
+"""Span attributes of (agent, workflow, run_id, user, task), in the order of a call key."""
+
+_INPUT = (
+    sc.GEN_AI_USAGE_INPUT_TOKENS,
+    sc.GEN_AI_USAGE_PROMPT_TOKENS,
+    "llm.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+_OUTPUT = (
+    sc.GEN_AI_USAGE_OUTPUT_TOKENS,
+    sc.GEN_AI_USAGE_COMPLETION_TOKENS,
+    "llm.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+_MODEL = (sc.GEN_AI_RESPONSE_MODEL, sc.GEN_AI_REQUEST_MODEL, "llm.model_name")
+_PROVIDER = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM, "llm.provider", "llm.system")
+_COST = (sc.GEN_AI_USAGE_COST_AMOUNT, "gen_ai.usage.cost")  # the second is OpenLIT's
+_MARKERS = (
+    sc.GEN_AI_OPERATION_NAME,
+    sc.GEN_AI_SYSTEM,
+    sc.GEN_AI_PROVIDER_NAME,
+    "llm.request.type",
+    "llm.model_name",
+)
+
+
+def _first(attrs: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = attrs.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def is_genai(attrs: Mapping[str, Any] | None) -> bool:
+    """Whether a span describes an LLM call by any instrumentation's conventions."""
+    return bool(attrs) and any(name in attrs for name in _MARKERS)  # type: ignore[operator]
+
+
+def model_of(attrs: Mapping[str, Any]) -> str | None:
+    value = _first(attrs, _MODEL)
+    return None if value is None else str(value)
+
+
+def request_model_of(attrs: Mapping[str, Any]) -> str | None:
+    value = attrs.get(sc.GEN_AI_REQUEST_MODEL) or attrs.get("llm.model_name")
+    return None if value is None else str(value)
+
+
+def provider_of(attrs: Mapping[str, Any]) -> str:
+    value = _first(attrs, _PROVIDER)
+    return "unknown" if value is None else str(value).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class SpanUsage:
+    """What an ended LLM span used. ``cost`` is None when it could not be priced."""
+
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal | None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def read_usage(attrs: Mapping[str, Any]) -> SpanUsage:
+    """Tokens and cost as an ended span states them (the cost attribute, when it has one)."""
+    return SpanUsage(
+        input_tokens=_int(_first(attrs, _INPUT)),
+        output_tokens=_int(_first(attrs, _OUTPUT)),
+        cost=_decimal(_first(attrs, _COST)),
+        cache_read_tokens=_int(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
+        cache_write_tokens=_int(attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)),
+        reasoning_tokens=_int(attrs.get(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
+    )

@@ -1,0 +1,126 @@
+"""Each budget's state in its current period: for ``costwarden status`` and the budget gauges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from decimal import Decimal
+
+from costwarden.processor._periods import PeriodWindow, period_window
+from opentelemetry.metrics import Observation
+
+from costwarden import semconv as sc
+from costwarden.config import BudgetConfig, CostwardenConfig
+from costwarden.stores._base import BudgetStore, CounterKey, CounterState
+
+__all__ = ["BudgetStatus", "budget_status", "config_budget_status", "spent_observations"]
+
+_UNITS = ("usd", "tokens", "calls")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """One budget counter in one unit, in its current period."""
+
+    budget: str
+    unit: str
+    spent: Decimal | int
+    reserved: Decimal | int
+    limit: Decimal | int | None
+    period: str
+    """The budget's period kind: run, hour, day, week or month."""
+    period_label: str
+    """Which period: ``2026-11-23``, ``2026-W48``…, or ``run``."""
+    resets_at: datetime | None
+    scope: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def percent(self) -> float | None:
+        """Spent as a percentage of the limit (None without a limit)."""
+        if self.limit is None:
+            return None
+        if not self.limit:
+            return 100.0 if self.spent else 0.0
+        return float(Decimal(self.spent) / Decimal(self.limit) * 100)
+
+
+def _limits(budget: BudgetConfig) -> list[tuple[str, Decimal | int]]:
+    values = (budget.limit_usd, budget.limit_tokens, budget.limit_calls)
+    return [(u, v) for u, v in zip(_UNITS, values, strict=True) if v is not None]
+
+
+def _counters(
+    budget: BudgetConfig, store: BudgetStore, window: PeriodWindow
+) -> dict[CounterKey, CounterState]:
+    if budget.per:
+        keys = store.counters(budget.name, window.label)
+    else:
+        keys = [CounterKey(budget.name, (), window.label, window.expires_at)]
+    return store.read(keys) if keys else {}
+
+
+def budget_status(
+    budgets: Sequence[BudgetConfig], store: BudgetStore, now: datetime, tz: tzinfo
+) -> list[BudgetStatus]:
+    """One row per budget counter and limited unit, in the current period of each budget.
+
+    A budget with ``per:`` has one counter per scope seen in the period (none yet: one row of
+    zeros with an empty scope)."""
+    rows = []
+    for budget in budgets:
+        window = period_window(budget.period, now, tz)
+        resets = None if window.end is None else datetime.fromtimestamp(window.end, tz)
+        states = _counters(budget, store, window) or {
+            CounterKey(budget.name, (), window.label): CounterState()
+        }
+        for key, state in states.items():
+            for unit, limit in _limits(budget) or [("calls", None)]:  # type: ignore[list-item]
+                rows.append(
+                    BudgetStatus(
+                        budget=budget.name,
+                        unit=unit,
+                        spent=getattr(state.spent, unit),
+                        reserved=getattr(state.reserved, unit),
+                        limit=limit,
+                        period=budget.period,
+                        period_label=window.label,
+                        resets_at=resets,
+                        scope=dict(key.scope),
+                    )
+                )
+    return rows
+
+
+def config_budget_status(
+    config: CostwardenConfig, store: BudgetStore, now: datetime | None = None
+) -> list[BudgetStatus]:
+    """:func:`budget_status` for every budget of a configuration (what ``costwarden status`` prints)."""
+    tz = config.tz
+    return budget_status(config.budgets, store, now or datetime.now(tz), tz)
+
+
+def spent_observations(
+    budgets: Sequence[BudgetConfig], store: BudgetStore, now: datetime, tz: tzinfo, *, by_scope: bool
+) -> list[Observation]:
+    """``costwarden.budget.spent`` points: per budget and unit, the fullest counter (its scope as an
+    attribute only when ``by_scope``)."""
+    points: list[Observation] = []
+    for budget in budgets:
+        limits = _limits(budget)
+        if not limits:
+            continue
+        window = period_window(budget.period, now, tz)
+        states = _counters(budget, store, window)
+        for unit, _ in limits:
+            base = {sc.METRIC_ATTR_BUDGET: budget.name, sc.METRIC_ATTR_UNIT: unit}
+            if by_scope and budget.per:
+                for key, state in states.items():
+                    scope = ",".join(f"{k}={v}" for k, v in key.scope)
+                    points.append(
+                        Observation(float(getattr(state.spent, unit)), {**base, sc.METRIC_ATTR_SCOPE: scope})
+                    )
+            else:
+                spent = max((getattr(s.spent, unit) for s in states.values()), default=0)
+                points.append(Observation(float(spent), base))
+    return points
