@@ -60,25 +60,31 @@ def openai_error(status: int, message: str, code: str | None, param: str | None)
 
 def register(router: Router) -> None:
     """Add OpenAI's and Azure OpenAI's routes to ``router``."""
+    from costwarden.testing._openai_responses import responses  # it builds on this module's helpers
+
     ops = {
         "chat/completions": chat_completions,
         "completions": completions,
         "embeddings": embeddings,
+        "responses": responses,
     }
     for op, handler in ops.items():
         router.add("POST", f"/v1/{op}", handler, openai_error, f"openai.{op}")
         router.add("POST", f"/openai/v1/{op}", handler, openai_error, f"azure.{op}")
-        router.add("POST", f"/openai/deployments/{{deployment}}/{op}", handler, openai_error, f"azure.{op}")
+        router.add("POST", f"/openai/{op}", handler, openai_error, f"azure.{op}")
+        if op != "responses":
+            deployment_path = f"/openai/deployments/{{deployment}}/{op}"
+            router.add("POST", deployment_path, handler, openai_error, f"azure.{op}")
 
 
 # ---------------------------------------------------------------- request reading
 
 
-def _new_id(prefix: str) -> str:
+def new_id(prefix: str) -> str:
     return prefix + os.urandom(12).hex()
 
 
-def _model(req: Request) -> str:
+def request_model(req: Request) -> str:
     deployment = req.params.get("deployment")
     if deployment:
         if "api-version" not in req.query:
@@ -90,11 +96,11 @@ def _model(req: Request) -> str:
     return model
 
 
-def _reported(req: Request, model: str) -> str:
+def reported_model(req: Request, model: str) -> str:
     return req.settings.model_map.get(model, model)
 
 
-def _is_reasoning(model: str) -> bool:
+def is_reasoning(model: str) -> bool:
     return model.startswith(REASONING_PREFIXES)
 
 
@@ -120,6 +126,7 @@ def _message_text(message: Any) -> str:
     if not isinstance(message, dict):
         return _text_of(message)
     text = _text_of(message.get("content")) + str(message.get("name") or "")
+    text += _text_of(message.get("arguments")) + _text_of(message.get("output"))
     for call in message.get("tool_calls") or ():
         text += _text_of(call)
     return text
@@ -133,7 +140,7 @@ class Prompt:
     canonical: str
 
 
-def _chat_prompt(messages: list[Any], tools: Any) -> Prompt:
+def chat_prompt(messages: list[Any], tools: Any) -> Prompt:
     tools_text = json.dumps(tools, sort_keys=True) if tools else ""
     parts = [tools_text]
     tokens = 3 + count_tokens(tools_text)
@@ -156,7 +163,7 @@ class Output:
     capped: bool
 
 
-def _output_limit(req: Request, *keys: str) -> int | None:
+def output_limit(req: Request, *keys: str) -> int | None:
     for key in keys:
         value = req.body.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -178,21 +185,21 @@ def _natural_tokens(req: Request) -> int:
     return req.settings.output_tokens
 
 
-def _plan_output(req: Request, model: str, limit: int | None, seed: int = 0) -> Output:
+def plan_output(req: Request, model: str, limit: int | None, seed: int = 0) -> Output:
     want = _natural_tokens(req)
-    reasoning_model = _is_reasoning(model)
+    reasoning_model = is_reasoning(model)
     if reasoning_model and req.settings.reply is not None:
         want *= 2
     total = want if limit is None else min(want, limit)
     reasoning = total // 2 if reasoning_model else 0
     visible = total - reasoning
     reply = req.settings.reply
-    words = make_words(visible, seed=seed) if reply is None else _split_reply(reply[: visible * 4])
+    words = make_words(visible, seed=seed) if reply is None else split_text(reply[: visible * 4])
     text = "".join(words)
     return Output(text, words, visible + reasoning, reasoning, capped=limit is not None and want > limit)
 
 
-def _split_reply(text: str) -> list[str]:
+def split_text(text: str) -> list[str]:
     return [text[i : i + 4] for i in range(0, len(text), 4)]
 
 
@@ -250,11 +257,11 @@ def _tool_call(body: dict[str, Any]) -> ToolCall | None:
         wanted = choice["function"].get("name")
         tool = next((t for t in tools if t.get("function", {}).get("name") == wanted), tool)
     fn = tool.get("function", {})
-    arguments = json.dumps(_fill_args(fn.get("parameters")))
-    return ToolCall(_new_id("call_")[:29], fn.get("name", "tool"), arguments)
+    arguments = json.dumps(fill_args(fn.get("parameters")))
+    return ToolCall(new_id("call_")[:29], fn.get("name", "tool"), arguments)
 
 
-def _fill_args(schema: Any) -> dict[str, Any]:
+def fill_args(schema: Any) -> dict[str, Any]:
     if not isinstance(schema, dict):
         return {}
     props = schema.get("properties") or {}
@@ -264,22 +271,22 @@ def _fill_args(schema: Any) -> dict[str, Any]:
 
 def chat_completions(req: Request) -> JsonResponse | SseResponse:
     """``POST /v1/chat/completions``."""
-    model = _model(req)
+    model = request_model(req)
     messages = req.body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise HttpError(400, "Invalid 'messages': expected a non-empty array.", param="messages")
     n = _choice_count(req)
-    prompt = _chat_prompt(messages, req.body.get("tools"))
+    prompt = chat_prompt(messages, req.body.get("tools"))
     cached = req.cache.lookup_and_store(model, prompt.canonical, prompt.tokens)
-    limit = _output_limit(req, "max_completion_tokens", "max_tokens")
+    limit = output_limit(req, "max_completion_tokens", "max_tokens")
     tool = _tool_call(req.body)
-    outputs = [_plan_output(req, model, limit, seed=i) for i in range(n)]
+    outputs = [plan_output(req, model, limit, seed=i) for i in range(n)]
     completion = sum(count_tokens(tool.name + tool.arguments) if tool else o.tokens for o in outputs)
     usage = _usage_block(prompt.tokens, completion, cached, 0 if tool else sum(o.reasoning for o in outputs))
     head = {
-        "id": _new_id("chatcmpl-"),
+        "id": new_id("chatcmpl-"),
         "created": int(time.time()),
-        "model": _reported(req, model),
+        "model": reported_model(req, model),
         "system_fingerprint": _FINGERPRINT,
         "service_tier": "default",
     }
@@ -327,7 +334,7 @@ def _chat_chunks(
             fn = {"name": tool.name, "arguments": ""}
             call = {"index": 0, "id": tool.id, "type": "function", "function": fn}
             yield chunk(index, {"role": "assistant", "content": None, "tool_calls": [call]})
-            for piece in _split_reply(tool.arguments):
+            for piece in split_text(tool.arguments):
                 yield chunk(index, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         else:
             yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
@@ -344,7 +351,7 @@ def _chat_chunks(
 
 def completions(req: Request) -> JsonResponse | SseResponse:
     """``POST /v1/completions`` (legacy text completions)."""
-    model = _model(req)
+    model = request_model(req)
     prompt = req.body.get("prompt")
     if prompt is None:
         raise HttpError(400, "Invalid 'prompt': this parameter is required.", param="prompt")
@@ -352,16 +359,16 @@ def completions(req: Request) -> JsonResponse | SseResponse:
     prompt_tokens = count_tokens(prompt_text)
     cached = req.cache.lookup_and_store(model, prompt_text, prompt_tokens)
     n = _choice_count(req)
-    limit = _output_limit(req, "max_tokens")
+    limit = output_limit(req, "max_tokens")
     if limit is None:
         limit = 16  # the legacy endpoint's documented default
-    outputs = [_plan_output(req, model, limit, seed=i) for i in range(n)]
+    outputs = [plan_output(req, model, limit, seed=i) for i in range(n)]
     usage = _usage_block(prompt_tokens, sum(o.tokens for o in outputs), cached, 0)
     head = {
-        "id": _new_id("cmpl-"),
+        "id": new_id("cmpl-"),
         "object": "text_completion",
         "created": int(time.time()),
-        "model": _reported(req, model),
+        "model": reported_model(req, model),
         "system_fingerprint": _FINGERPRINT,
     }
     if req.wants_stream:
@@ -410,7 +417,7 @@ def _vector(index: int, text: Any, dims: int) -> list[float]:
 
 def embeddings(req: Request) -> JsonResponse:
     """``POST /v1/embeddings``: ``float`` or ``base64`` vectors, usage without completion tokens."""
-    model = _model(req)
+    model = request_model(req)
     inputs = _embedding_inputs(req.body.get("input"))
     dims = req.body.get("dimensions") or EMBEDDING_DIMENSIONS.get(model, DEFAULT_EMBEDDING_DIMENSIONS)
     fmt = req.body.get("encoding_format") or "float"
@@ -425,5 +432,5 @@ def embeddings(req: Request) -> JsonResponse:
             encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": encoded})
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    body = {"object": "list", "data": data, "model": _reported(req, model), "usage": usage}
+    body = {"object": "list", "data": data, "model": reported_model(req, model), "usage": usage}
     return JsonResponse(body, usage=usage)
