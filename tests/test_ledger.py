@@ -39,7 +39,7 @@ def llm_attributes(
     cost: float | None = 0.0125,
     input_tokens: int = 1000,
     output_tokens: int = 200,
-    **extra: Any,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: "chat",
@@ -57,7 +57,7 @@ def llm_attributes(
         attributes[sc.GEN_AI_USAGE_COST_AMOUNT] = cost
         attributes[sc.GEN_AI_USAGE_COST_CURRENCY] = "USD"
         attributes[sc.GEN_AI_USAGE_COST_SOURCE] = "genai-prices"
-    attributes.update(extra)
+    attributes.update(extra or {})
     return attributes
 
 
@@ -108,7 +108,7 @@ def rows(path: Path) -> list[sqlite3.Row]:
 # --- writing ---------------------------------------------------------------------------------------
 def test_a_priced_call_becomes_one_row_with_every_field(recorder: Recorder, ledger_path: Path) -> None:
     attributes = llm_attributes(
-        **{
+        extra={
             sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 400,
             sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: 30,
             sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: 50,
@@ -169,7 +169,7 @@ def test_only_model_calls_are_written(recorder: Recorder, ledger_path: Path) -> 
     recorder.call(
         {sc.GEN_AI_SYSTEM: "openai", sc.GEN_AI_USAGE_PROMPT_TOKENS: 7, sc.GEN_AI_USAGE_COMPLETION_TOKENS: 3}
     )
-    recorder.call(llm_attributes(cost=None, **{sc.COSTWARDEN_COST_UNKNOWN_MODEL: True}))
+    recorder.call(llm_attributes(cost=None, extra={sc.COSTWARDEN_COST_UNKNOWN_MODEL: True}))
     recorder.flush()
 
     written = rows(ledger_path)
@@ -336,7 +336,9 @@ def test_the_entry_point_is_registered() -> None:
 def filled(recorder: Recorder, ledger_path: Path) -> Path:
     recorder.call(llm_attributes(agent="writer", model="gpt-4o", cost=0.30))
     recorder.call(llm_attributes(agent="writer", model="gpt-4o-mini", cost=0.02))
-    recorder.call(llm_attributes(agent="planner", model="gpt-4o", cost=0.10, input_tokens=10, output_tokens=5))
+    recorder.call(
+        llm_attributes(agent="planner", model="gpt-4o", cost=0.10, input_tokens=10, output_tokens=5)
+    )
     recorder.call(llm_attributes(agent="researcher", cost=0.05), at=NOW - timedelta(days=3))
     recorder.call({**llm_attributes(cost=None), sc.GEN_AI_AGENT_NAME: "planner"})  # unpriced
     recorder.flush()
@@ -403,7 +405,7 @@ def test_report_week_in_a_time_zone(filled: Path) -> None:
 
 # --- what cannot be read ---------------------------------------------------------------------------
 def test_missing_ledger(tmp_path: Path) -> None:
-    with pytest.raises(LedgerNotFound, match="no ledger at .*nothing.db: run your app"):
+    with pytest.raises(LedgerNotFound, match=r"no ledger at .*nothing\.db: run your app"):
         Ledger(tmp_path / "nothing.db")
     assert not (tmp_path / "nothing.db").exists()  # reading never creates it
 
@@ -421,7 +423,7 @@ def test_empty_ledger(ledger_path: Path) -> None:
 
 def test_a_file_that_is_not_a_database(ledger_path: Path) -> None:
     ledger_path.write_bytes(b"\x00garbage" * 1000)
-    with pytest.raises(LedgerCorrupt, match="not a readable costwarden ledger .*file is not a database"):
+    with pytest.raises(LedgerCorrupt, match=r"not a readable costwarden ledger .*file is not a database"):
         Ledger(ledger_path)
 
 
@@ -439,7 +441,7 @@ def test_a_ledger_from_a_newer_costwarden(filled: Path) -> None:
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
-    with pytest.raises(LedgerCorrupt, match="newer costwarden.*upgrade costwarden"):
+    with pytest.raises(LedgerCorrupt, match=r"newer costwarden.*upgrade costwarden"):
         Ledger(filled)
 
 

@@ -1,0 +1,54 @@
+"""The ``costwarden`` command group and its entry points."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from costwarden.cli._budgets import check, status
+from costwarden.cli._common import EXIT_OK, EXIT_PROBLEM
+from costwarden.cli._misc import demo, prices
+from costwarden.cli._spend import report, top
+
+__all__ = ["cli", "main", "run"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="costwarden")
+def cli() -> None:
+    """costwarden: budgets for every LLM call, and where the money went.
+
+    \b
+    Exit codes (every command):
+      0  ok
+      1  a problem to fix: no ledger, an empty, corrupt or locked ledger, a bad config,
+         an unknown model, a store that cannot be reached
+      2  a usage error: an unknown command or option, a bad value such as --since 3x
+    """
+
+
+for _command in (top, report, status, prices, check, demo):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="costwarden",
+                          standalone_mode=False)  # fmt: skip
+    except click.ClickException as exc:  # a Problem (1) or a usage error (2)
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return EXIT_PROBLEM
+    except BrokenPipeError:  # `costwarden top | head`
+        return EXIT_OK
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def run() -> None:
+    """The ``costwarden`` console script."""
+    sys.exit(main())
