@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -458,3 +461,68 @@ def test_a_locked_ledger(filled: Path, recorder: Recorder) -> None:
         holder.execute("ROLLBACK")
         holder.close()
     assert time.monotonic() - started < 30  # it gave up instead of hanging
+
+
+APP = """
+from opentelemetry import trace
+
+with trace.get_tracer("app").start_as_current_span("chat gpt-4o") as span:
+    span.set_attributes({
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5, "gen_ai.usage.cost.amount": 0.001,
+    })
+"""
+
+
+@pytest.mark.e2e
+def test_otel_traces_exporter_costwarden_under_opentelemetry_instrument(tmp_path: Path) -> None:
+    """The SDK's auto-configuration finds the entry point and builds the exporter with no arguments."""
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    path = tmp_path / "auto.db"
+    env = {
+        **os.environ,
+        "OTEL_SERVICE_NAME": "auto-app",
+        "OTEL_TRACES_EXPORTER": "costwarden",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "COSTWARDEN_LEDGER": str(path),
+    }
+    instrument = Path(sys.executable).parent / "opentelemetry-instrument"
+    done = subprocess.run(
+        [str(instrument), sys.executable, str(app)], env=env, cwd=tmp_path, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    [row] = rows(path)
+    assert (row["service"], row["request_model"], row["cost_nanousd"]) == ("auto-app", "gpt-4o", 1_000_000)
+
+
+WRITER = """
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from costwarden.ledger import LedgerExporter
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(LedgerExporter(sys.argv[1]), max_export_batch_size=50))
+tracer = provider.get_tracer("writer")
+for i in range(int(sys.argv[3])):
+    with tracer.start_as_current_span("chat") as span:
+        span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.agent.name": sys.argv[2],
+                             "gen_ai.usage.cost.amount": 0.001})
+provider.shutdown()
+"""
+
+
+def test_two_processes_write_one_ledger(ledger_path: Path, tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    per_process = 400
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(ledger_path), f"proc-{i}", str(per_process)])
+        for i in range(2)
+    ]
+    assert [proc.wait(timeout=120) for proc in procs] == [0, 0]
+    with Ledger(ledger_path) as ledger:
+        assert {s.key: s.calls for s in ledger.top("agent")} == {"proc-0": per_process, "proc-1": per_process}
+        assert ledger.totals().cost_usd == Decimal("0.001") * 2 * per_process
