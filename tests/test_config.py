@@ -1,0 +1,165 @@
+"""Configuration: how it is found, and one clear message for each kind of mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from costwarden.config import ConfigError, CostwardenConfig, load_config
+from tests._processor_kit import _test_prices  # noqa: F401
+
+FULL = """
+store: memory
+fail: closed
+store_timeout: 0.1
+timezone: Europe/Paris
+default_max_output_tokens: 512
+strict: false
+enforce_foreign_spans: false
+ledger: {enabled: true, path: spend.db, retention_days: 30}
+prices:
+  my-finetune: {input: 3.0, output: 12.0}
+hooks: {on_alert: "tests.test_processor_decisions:record_alert"}
+metrics: {high_cardinality: false}
+budgets:
+  - name: conversation
+    per: [run_id]
+    limit_usd: 3.00
+    alert_at: [0.5, 0.8]
+    downgrade: {at: 0.7, to: {big: small}}
+    on_exceed: veto
+  - name: researcher-daily
+    match: {agent: "research*"}
+    limit_usd: 50
+    period: day
+    throttle: {at: 0.8, max_concurrency: 1, min_interval: 0.5}
+  - name: all-agents-daily
+    limit_usd: 200
+    limit_tokens: 5000000
+    period: day
+    refuse_new_work_at: 0.8
+    trim_context: {at: 0.9, max_input_tokens: 4000}
+  - name: loops
+    per: run_id
+    max_repeats: 3
+    limit_calls: 40
+    strict: true
+"""
+
+
+def test_a_full_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "costwarden.yaml"
+    path.write_text(FULL)
+    config = load_config(path)
+    assert [b.name for b in config.budgets] == [
+        "conversation",
+        "researcher-daily",
+        "all-agents-daily",
+        "loops",
+    ]
+    assert config.budgets[3].per == ["run_id"]
+    assert str(config.budgets[0].limit_usd) == "3.0"
+    assert config.ledger.retention_days == 30
+
+
+def test_found_through_the_environment_then_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COSTWARDEN_CONFIG", raising=False)
+    assert load_config() == CostwardenConfig()
+    (tmp_path / "costwarden.yaml").write_text("budgets: [{name: here, limit_usd: 1}]")
+    assert load_config().budgets[0].name == "here"
+    other = tmp_path / "other.yaml"
+    other.write_text("budgets: [{name: env, limit_usd: 1}]")
+    monkeypatch.setenv("COSTWARDEN_CONFIG", str(other))
+    assert load_config().budgets[0].name == "env"
+    monkeypatch.setenv("COSTWARDEN_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
+        load_config()
+
+
+def _budget(**fields: Any) -> dict[str, Any]:
+    return {"budgets": [{"name": "ok", "limit_usd": 1}, {"name": "b", "limit_usd": 1, **fields}]}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (_budget(alert_at=[1.5]), "budgets[1].alert_at[0]: 1.5 is not between 0 and 1"),
+        (
+            _budget(alert_at=0.5, downgrade={"at": -0.1, "to": "small"}),
+            "budgets[1].downgrade.at: -0.1 is not between 0 and 1",
+        ),
+        (
+            _budget(period="fortnight"),
+            "budgets[1].period: 'fortnight' is not one of 'run', 'hour', 'day', 'week' or 'month'",
+        ),
+        (_budget(colour="red"), "budgets[1].colour: unknown key"),
+        (
+            _budget(limit_usd="lots"),
+            "budgets[1].limit_usd: 'lots' is not valid: input should be a valid decimal",
+        ),
+        (_budget(per=["team"]), "budgets[1].per[0]: 'team' is not one of 'agent', 'workflow', 'run_id'"),
+        (_budget(on_exceed="explode"), "budgets[1].on_exceed: 'explode' is not one of 'veto' or 'warn'"),
+        (
+            _budget(downgrade={"at": 0.7, "to": "no-such-model-xyz"}),
+            "budgets[1].downgrade.to: 'no-such-model-xyz' has no known price",
+        ),
+        (
+            _budget(downgrade={"at": 0.7, "to": {"big": "no-such-model-xyz"}}),
+            "budgets[1].downgrade.to.big: 'no-such-model-xyz' has no known price",
+        ),
+        (_budget(downgrade={"at": 0.7, "to": 5}), "budgets[1].downgrade.to: 5 is not a model name or a map"),
+        (_budget(throttle={"at": 0.5}), "budgets[1].throttle: needs max_concurrency or min_interval"),
+        (
+            _budget(throttle={"at": 0.5, "max_concurrency": 0}),
+            "budgets[1].throttle.max_concurrency: 0 is not valid",
+        ),
+        ({"budgets": [{"name": "x"}]}, "budgets[0] ('x'): needs one of limit_usd, limit_tokens, limit_calls"),
+        ({"budgets": [{"limit_usd": 1}]}, "budgets[0].name: missing (required)"),
+        (
+            {"budgets": [{"name": "a", "limit_usd": 1}, {"name": "a", "limit_usd": 2}]},
+            "budgets: two budgets are named 'a'",
+        ),
+        ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not a time zone"),
+        ({"store": "mongodb://x"}, "store: 'mongodb://x' is not a store"),
+        ({"fail": "maybe"}, "fail: 'maybe' is not one of 'open' or 'closed'"),
+        (
+            {"hooks": {"on_alert": "not a ref"}},
+            "hooks.on_alert: 'not a ref' is not a 'module:function' reference",
+        ),
+        ({"ledger": {"retention_days": "forever"}}, "ledger.retention_days: 'forever' is not valid"),
+        ({"default_max_output_tokens": 0}, "default_max_output_tokens: 0 is not valid"),
+        ({"bugdets": []}, "bugdets: unknown key"),
+    ],
+)
+def test_each_mistake_has_one_message_naming_key_value_and_expectation(
+    config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value).splitlines()[0].startswith(message), str(caught.value)
+
+
+def test_yaml_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("budgets:\n  - name: a\n    limit_usd: [1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line \d+"):
+        load_config(path)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("budgets: [{name: a, limit_usd: 1, alert_at: [2]}]")
+    with pytest.raises(ConfigError, match=r"c.yaml: budgets\[0\].alert_at\[0\]: 2 is not between 0 and 1"):
+        load_config(path)
+
+
+def test_a_hook_that_cannot_be_imported_is_refused_when_the_processor_starts() -> None:
+    from costwarden.processor import BudgetSpanProcessor
+
+    with pytest.raises(ConfigError, match=r"hooks\.on_alert: 'no_such_module_x:f' cannot be imported"):
+        BudgetSpanProcessor({"hooks": {"on_alert": "no_such_module_x:f"}})
