@@ -526,3 +526,12 @@ def test_two_processes_write_one_ledger(ledger_path: Path, tmp_path: Path) -> No
     with Ledger(ledger_path) as ledger:
         assert {s.key: s.calls for s in ledger.top("agent")} == {"proc-0": per_process, "proc-1": per_process}
         assert ledger.totals().cost_usd == Decimal("0.001") * 2 * per_process
+
+
+def test_no_argument_constructor_reads_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "costwarden.yaml"
+    config.write_text(f"ledger:\n  path: {tmp_path / 'from-config.db'}\n  retention_days: 7\n")
+    monkeypatch.delenv("COSTWARDEN_LEDGER", raising=False)
+    monkeypatch.setenv("COSTWARDEN_CONFIG", str(config))
+    exporter = LedgerExporter()
+    assert (exporter.path, exporter.retention_days) == (tmp_path / "from-config.db", 7)
