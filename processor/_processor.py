@@ -179,8 +179,7 @@ class BudgetSpanProcessor(SpanProcessor):
         """Give the span the attribution its ancestors carry; watch (or vet) foreign LLM spans."""
         try:
             self._inherit(span)
-            if self.config.enforce_foreign_spans or self._tickets:
-                self._watch_foreign(span)
+            self._watch_foreign(span)
         except BudgetExceeded:
             raise
         except Exception:
@@ -791,9 +790,12 @@ class BudgetSpanProcessor(SpanProcessor):
             h = budget.hard
             for unit, value in (("usd", h.usd), ("tokens", h.tokens), ("calls", h.calls)):
                 if value is not None:
-                    yield Observation(
-                        float(value), {sc.METRIC_ATTR_BUDGET: budget.name, sc.METRIC_ATTR_UNIT: unit}
-                    )
+                    attributes = {
+                        sc.METRIC_ATTR_BUDGET: budget.name,
+                        sc.METRIC_ATTR_UNIT: unit,
+                        sc.METRIC_ATTR_PERIOD: budget.config.period,
+                    }
+                    yield Observation(float(value), attributes)
 
     def _observe_spent(self) -> Iterable[Observation]:
         try:

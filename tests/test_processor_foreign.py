@@ -1,0 +1,96 @@
+"""Spans from other GenAI instrumentations: priced, attributed and counted on end, never twice;
+vetoed on start only with enforce_foreign_spans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from costwarden import BudgetExceeded
+from costwarden import semconv as sc
+from tests._processor_kit import _test_prices, cost_of, make_harness  # noqa: F401
+
+OPENLLMETRY = {  # older attribute names, as OpenLLMetry's openai instrumentation writes them
+    "gen_ai.system": "OpenAI",
+    "llm.request.type": "chat",
+    "gen_ai.request.model": "big",
+    "gen_ai.response.model": "big",
+    "gen_ai.usage.prompt_tokens": 1000,
+    "gen_ai.usage.completion_tokens": 100,
+}
+OTEL_GENAI = {  # OpenTelemetry's genai-openai instrumentation (current semconv)
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "big",
+    "gen_ai.usage.input_tokens": 1000,
+    "gen_ai.usage.output_tokens": 100,
+}
+OPENLIT = {**OTEL_GENAI, "gen_ai.usage.cost": 0.5}  # OpenLIT prices calls itself
+
+
+def _foreign(
+    h: Any,
+    attributes: dict[str, Any],
+    parent: Any = None,
+    scope: str = "opentelemetry.instrumentation.openai",
+) -> Any:
+    context = trace.set_span_in_context(parent) if parent is not None else None
+    tracer = h.provider.get_tracer(scope)
+    return tracer.start_span("chat big", kind=SpanKind.CLIENT, attributes=attributes, context=context)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"), [(OPENLLMETRY, None), (OTEL_GENAI, None), (OPENLIT, "0.5")]
+)
+def test_foreign_spans_are_priced_attributed_and_counted(
+    attributes: dict[str, Any], expected: str | None
+) -> None:
+    h = make_harness(
+        {"budgets": [{"name": "team", "match": {"agent": "writer"}, "limit_usd": 10, "limit_calls": 10}]}
+    )
+    agent = h.tracer.start_span("invoke_agent writer", attributes={sc.GEN_AI_AGENT_NAME: "writer"})
+    span = _foreign(h, attributes, parent=agent)
+    span.end()
+    agent.end()
+    assert h.spent("team", "calls") == 1
+    assert str(h.spent("team")) == (expected or str(cost_of("big", 1000, 100)))
+    [(cost_attrs, _)] = h.points(sc.METRIC_COST)
+    assert cost_attrs[sc.GEN_AI_AGENT_NAME] == "writer"
+    assert not h.points(sc.METRIC_TOKEN_USAGE)  # their instrumentation records its own
+
+
+def test_agent_and_tool_spans_are_not_counted_as_calls() -> None:
+    h = make_harness({"budgets": [{"name": "all", "limit_calls": 10}]})
+    _foreign(h, {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "a"}).end()
+    _foreign(h, {"gen_ai.operation.name": "execute_tool"}).end()
+    assert h.spent("all", "calls") == 0
+
+
+def test_the_same_call_seen_by_two_instrumentations_counts_once() -> None:
+    h = make_harness({"budgets": [{"name": "all", "limit_calls": 10, "limit_usd": 10}]})
+    # theirs outside ours
+    outer = _foreign(h, OTEL_GENAI)
+    ours = h.start(parent=outer)
+    h.finish(ours, h.processor.admit(ours, h.request()))
+    outer.end()
+    # ours outside theirs
+    ours = h.start()
+    admission = h.processor.admit(ours, h.request())
+    _foreign(h, OTEL_GENAI, parent=ours).end()
+    h.finish(ours, admission)
+    assert h.spent("all", "calls") == 2
+
+
+def test_foreign_spans_are_vetoed_on_start_only_when_enforced() -> None:
+    config = {"budgets": [{"name": "tiny", "limit_usd": 0.001}]}
+    lenient = make_harness(config)
+    _foreign(lenient, {**OTEL_GENAI, sc.GEN_AI_REQUEST_MAX_TOKENS: 100}).end()  # counted, not stopped
+    assert lenient.spent("tiny", "usd") > 0
+    strict = make_harness({**config, "enforce_foreign_spans": True})
+    with pytest.raises(BudgetExceeded):
+        _foreign(strict, {**OTEL_GENAI, sc.GEN_AI_REQUEST_MAX_TOKENS: 100})
+    assert strict.reserved().usd == 0
+    assert strict.processor.in_flight() == 0
