@@ -1,6 +1,15 @@
-"""costwarden: a budget on every LLM call, and where the money went."""
+"""costwarden: a budget on every LLM call, and where the money went.
 
+    import costwarden
+
+    costwarden.configure("costwarden.yaml")          # or run under `opentelemetry-instrument`
+    with costwarden.attribute(agent="researcher", workflow="brief", run_id=run.id):
+        client.chat.completions.create(...)        # priced, attributed, admitted by the budgets
+"""
+
+from costwarden._attribution import attribute, current_attribution
 from costwarden._errors import BudgetExceeded
+from costwarden._setup import configure
 
-__all__ = ["BudgetExceeded"]
+__all__ = ["BudgetExceeded", "attribute", "configure", "current_attribution"]
 __version__ = "0.1.0"

@@ -156,7 +156,9 @@ def _add_ledger(provider: TracerProvider, settings: Any) -> None:
     from costwarden.ledger import LedgerExporter
 
     path = getattr(ledger, "path", None)
-    provider.add_span_processor(BatchSpanProcessor(LedgerExporter(Path(path) if path else None)))
+    retention = getattr(ledger, "retention_days", None)
+    exporter = LedgerExporter(Path(path) if path else None, retention_days=retention)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
 
 
 def _instrument_all(provider: TracerProvider) -> None:

@@ -166,8 +166,8 @@ class _Operation:
         if not request.call.stream or self.stream_kind not in ("chat", "completion"):
             return kwargs, False
         options = _given(kwargs, "stream_options") or {}
-        if options.get("include_usage"):
-            return kwargs, False
+        if "include_usage" in options:
+            return kwargs, False  # the app chose; an explicit False is respected (usage is then estimated)
         return {**kwargs, "stream_options": {**options, "include_usage": True}}, True
 
     def with_model(self, kwargs: dict[str, Any], model: str) -> dict[str, Any]:

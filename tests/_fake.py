@@ -19,9 +19,9 @@ def fake_provider_session() -> Iterator[Any]:
 @pytest.fixture
 def fake(fake_provider_session: Any) -> Iterator[Any]:
     """The fake provider, with recorded requests and faults cleared for each test."""
-    fake_provider_session.reset()
+    fake_provider_session.clear()
     yield fake_provider_session
-    fake_provider_session.reset()
+    fake_provider_session.clear()
 
 
 @pytest.fixture

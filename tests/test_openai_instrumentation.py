@@ -67,7 +67,7 @@ def test_chat_call_becomes_one_priced_span(telemetry, fake, openai_client, async
     span = telemetry.one_span()
     attributes = span.attributes
     sent = fake.requests[-1]
-    usage = sent.response_usage
+    usage = sent.usage
     assert span.name == "chat gpt-4o"
     assert span.kind.name == "CLIENT"
     assert attributes[sc.GEN_AI_OPERATION_NAME] == "chat"
@@ -105,7 +105,7 @@ def test_stream_without_include_usage_is_counted_and_looks_unchanged(
     assert all(chunk.choices for chunk in chunks), "the usage-only chunk must be hidden from the app"
     assert all(chunk.usage is None for chunk in chunks)
     span = telemetry.one_span()
-    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == fake.requests[-1].response_usage["completion_tokens"]
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == fake.requests[-1].usage["completion_tokens"]
     assert sc.COSTWARDEN_USAGE_ESTIMATED not in span.attributes
 
 
@@ -308,7 +308,7 @@ def test_reasoning_and_cached_tokens(telemetry, fake, openai_client):
     openai_client.chat.completions.create(model="o3-mini", messages=long_prompt, max_completion_tokens=64)
 
     first, second = telemetry.llm_spans()
-    usage = fake.requests[-1].response_usage
+    usage = fake.requests[-1].usage
     assert second.attributes[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == usage["prompt_tokens_details"]["cached_tokens"] > 0
     assert second.attributes[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == usage["completion_tokens_details"]["reasoning_tokens"] > 0
     assert second.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] < first.attributes[sc.GEN_AI_USAGE_COST_AMOUNT]
@@ -336,7 +336,7 @@ def test_legacy_completions(telemetry, fake, openai_client, stream):
         assert all(c.choices for c in chunks)
     span = telemetry.one_span()
     assert span.attributes[sc.GEN_AI_OPERATION_NAME] == "text_completion"
-    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == fake.requests[-1].response_usage["completion_tokens"]
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == fake.requests[-1].usage["completion_tokens"]
 
 
 def test_azure_client(telemetry, fake):
