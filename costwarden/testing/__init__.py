@@ -103,12 +103,6 @@ class FakeProvider:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until ``stop()`` is called from another (the CLI uses this)."""
-        if self._server is None:
-            self._server = make_server(self._host, self._port, _default_router(), self.settings)
-        self._server.serve_forever(poll_interval=0.05)
-
     def __enter__(self) -> FakeProvider:
         return self.start()
 

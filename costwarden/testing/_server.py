@@ -384,11 +384,10 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             stream=isinstance(body, dict) and body.get("stream") is True,
         )
-        try:
-            self._serve(record, raw)
-        finally:
-            if server.settings.record:
-                server.log.append(record)
+        if server.settings.record:
+            # Logged on arrival; _serve fills in status and usage before the first response byte leaves.
+            server.log.append(record)
+        self._serve(record, raw)
 
     def _serve(self, record: RecordedRequest, raw: bytes) -> None:
         server = self.server
@@ -431,11 +430,12 @@ class _Handler(BaseHTTPRequestHandler):
             record.status = exc.status
             self._send_json(exc.status, route.errors(exc.status, exc.message, exc.code, exc.param))
             return
-        record.usage = response.usage
+        cut = fault is not None and fault.kind == "cut_stream"
+        record.usage = None if cut else response.usage  # a cut answer never delivers its usage
         record.status = getattr(response, "status", 200)
         if isinstance(response, SseResponse):
             self._send_sse(response, fault)
-        elif fault is not None and fault.kind == "cut_stream":
+        elif cut:
             self._send_cut_json(response)
         else:
             self._send_json(response.status, response.body, response.headers)
@@ -443,8 +443,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_fault(self, fault: Fault, route: Route, record: RecordedRequest) -> bool:
         """Answer with the fault's error, or return False to let the handler answer (maybe mangled)."""
         kind = fault.kind
+        status = fault.status or {"rate_limit": 429, "server_error": 500, "bad_request": 400}.get(kind, 200)
+        record.status = status
         if kind == "rate_limit":
-            status = fault.status or 429
             msg = fault.message or "Rate limit reached for requests (injected by the fake provider)."
             headers = {
                 "retry-after": _seconds(fault.retry_after),
@@ -453,22 +454,18 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self._send_json(status, route.errors(status, msg, "rate_limit_exceeded", None), headers)
         elif kind == "server_error":
-            status = fault.status or 500
             msg = fault.message or "The server had an error while processing your request (injected)."
             self._send_json(status, route.errors(status, msg, None, None))
         elif kind == "bad_request":
-            status = fault.status or 400
             msg = fault.message or "Invalid request (injected by the fake provider)."
             self._send_json(status, route.errors(status, msg, "invalid_request", None))
         elif kind == "malformed_json":
-            status = 200
             if record.stream:
                 self._send_sse(SseResponse([SseEvent('{"id": "chatcmpl-broken", "choices": [')]), None)
             else:
                 self._send_raw(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choi', {})
         else:
             return False
-        record.status = status
         return True
 
     def _read_body(self) -> bytes:
