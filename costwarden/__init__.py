@@ -9,7 +9,8 @@
 
 from costwarden._attribution import attribute, current_attribution
 from costwarden._errors import BudgetExceeded
+from costwarden._guard import guard
 from costwarden._setup import configure
 
-__all__ = ["BudgetExceeded", "attribute", "configure", "current_attribution"]
+__all__ = ["BudgetExceeded", "attribute", "configure", "current_attribution", "guard"]
 __version__ = "0.1.0"
