@@ -53,6 +53,9 @@ class CallRequest:
     """A hash of the request's content, for the runaway-loop guard (``max_repeats``)."""
     messages: Sequence[Any] | None = None
     """Chat messages, for ``trim_context``; None for operations that have none."""
+    max_input_tokens: int | None = None
+    """An upper bound on the input tokens (e.g. the prompt's length in bytes), which ``strict``
+    budgets reserve; None: they reserve four times ``estimated_input_tokens``."""
 
 
 @dataclass(slots=True)

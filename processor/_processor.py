@@ -385,7 +385,7 @@ class BudgetSpanProcessor(SpanProcessor):
                 self._refuse_unbounded(span, plan)
             output = self.config.default_max_output_tokens
         if plan.strict:
-            bound = getattr(request, "max_input_tokens", None)
+            bound = request.max_input_tokens
             input_tokens = bound if bound is not None else 4 * input_tokens
         usd = _price_book().estimate(model, input_tokens, output, request.provider)
         if usd is None:
