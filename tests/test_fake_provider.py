@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import importlib
+import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -563,3 +566,21 @@ def test_cli_serves_until_terminated() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_raw_http_keep_alive_chunked_body_and_bad_request_line(fake: FakeProvider) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    body = json.dumps({"model": "gpt-4o", "messages": HELLO}).encode()
+    conn.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    first = conn.getresponse()
+    assert json.loads(first.read())["usage"]["prompt_tokens"] == 10
+    sock = conn.sock
+    conn.request("POST", "/v1/chat/completions", iter([body]), encode_chunked=True)
+    second = conn.getresponse()
+    assert json.loads(second.read())["usage"]["prompt_tokens"] == 10
+    assert conn.sock is sock  # the same keep-alive connection served both
+    conn.close()
+
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as raw:
+        raw.sendall(b"GARBAGE\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.1 400")

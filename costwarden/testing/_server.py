@@ -352,11 +352,36 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: _FakeHTTPServer
+    lower_headers: dict[str, str]
+    raw_requestline: bytes
     server_version = "costwarden-fake"
     sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def parse_request(self) -> bool:
+        """A lean request-line and header parser: http.server's goes through the email package, which
+        costs more than the rest of a fake answer."""
+        self.requestline = self.raw_requestline.decode("latin-1").rstrip("\r\n")
+        parts = self.requestline.split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self.close_connection = True
+            self.wfile.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            return False
+        self.command, self.path, self.request_version = parts
+        headers: dict[str, str] = {}
+        while (line := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.lower_headers = headers
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        if headers.get("expect", "").lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return True
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -370,8 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         server = self.server
         parts = urlsplit(self.path)
-        raw = self._read_body()
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers = self.lower_headers
+        raw = self._read_body(headers)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -468,11 +493,11 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
+    def _read_body(self, headers: dict[str, str]) -> bytes:
+        length = headers.get("content-length")
         if length:
             return self.rfile.read(int(length))
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        if headers.get("transfer-encoding", "").lower() == "chunked":
             return self._read_chunked()
         return b""
 
