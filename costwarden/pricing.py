@@ -1,0 +1,338 @@
+"""What a call cost, in USD: genai-prices' bundled price data, resolved once per model and cached.
+
+genai-prices' own ``calc_price`` takes ~130 µs per call; costwarden resolves a (model, provider) pair
+to its per-million-token prices once, keeps them in a bounded cache, and prices each call with a
+handful of ``Decimal`` operations (exact money, no float rounding) — well under 2 µs for a model
+already seen. Prices that genai-prices makes time-dependent are re-resolved hourly. No network is used:
+the bundled snapshot is the data, unless the user installs genai-prices' own updater.
+
+Overrides and additions come from ``prices:`` in costwarden.yaml (USD per million tokens)::
+
+    prices:
+      my-finetune: {input: 3.0, output: 12.0, cache_read: 0.3, cache_write: 3.75}
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib.metadata import version
+from typing import Any, Final, NamedTuple
+
+from costwarden._types import Usage
+
+__all__ = ["Cost", "ModelPrices", "PriceBook", "PriceError", "get_price_book", "set_price_book"]
+
+logger = logging.getLogger("costwarden")
+
+_MILLION: Final = Decimal(1_000_000)
+_RESOLVE_TTL: Final = 3600.0
+_MAX_CACHED: Final = 4096
+OVERRIDE_KEYS: Final = ("input", "output", "cache_read", "cache_write")
+
+# gen_ai.provider.name -> genai-prices provider id
+_PROVIDER_IDS: Final = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "aws.bedrock": "aws",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "mistral_ai": "mistral",
+    "x_ai": "x-ai",
+    "cohere": "cohere",
+    "openrouter": "openrouter",
+    "together": "together",
+    "perplexity": "perplexity",
+    "fireworks": "fireworks",
+    "cerebras": "cerebras",
+}
+
+
+class PriceError(ValueError):
+    """A price override in the configuration is invalid."""
+
+
+class Cost(NamedTuple):
+    """What one call cost, and where the price came from (``genai-prices@0.2.3`` or ``config``)."""
+
+    amount: Decimal
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Tiered:
+    base: Decimal
+    tiers: tuple[tuple[int, Decimal], ...]  # (start, price), ascending
+
+    def at(self, input_tokens: int) -> Decimal:
+        price = self.base
+        for start, tier_price in self.tiers:
+            if input_tokens > start:
+                price = tier_price
+        return price
+
+
+Price = Decimal | _Tiered
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrices:
+    """Per-million-token prices of one model (cached and cache-write input fall back to ``input``)."""
+
+    input: Price
+    output: Price
+    cache_read: Price | None = None
+    cache_write: Price | None = None
+    reasoning: Price | None = None
+    per_request: Decimal = Decimal(0)
+    source: str = "config"
+    model_id: str = ""
+    provider_id: str = ""
+    _per_token: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flat = all(not isinstance(p, _Tiered) for p in (self.input, self.output, self.cache_read, self.cache_write))
+        # The common case (no tiers, no separate reasoning price) is precomputed as whole pico-dollars
+        # per token, so pricing a call is integer arithmetic and one exact conversion to Decimal.
+        per_token = None
+        if flat and self.reasoning is None:
+            rates = [
+                _pico_per_token(price)
+                for price in (self.input, self.output, self.cache_read or self.input, self.cache_write or self.input)
+            ]
+            if all(rate is not None for rate in rates):
+                per_token = tuple(rates)
+        object.__setattr__(self, "_per_token", per_token)
+
+    def cost(self, usage: Usage) -> Decimal:
+        """What ``usage`` costs at these prices, in USD."""
+        per_token = self._per_token
+        if per_token is not None:
+            rate_in, rate_out, rate_read, rate_write = per_token
+            read, write = usage.cache_read_tokens, usage.cache_write_tokens
+            pico = (usage.input_tokens - read - write) * rate_in + usage.output_tokens * rate_out
+            if read or write:
+                pico += read * rate_read + write * rate_write
+            total = Decimal(pico).scaleb(-12)
+            return total + self.per_request if self.per_request else total
+        return self._cost_tiered(usage)
+
+    def _cost_tiered(self, usage: Usage) -> Decimal:
+        tokens_in = usage.input_tokens
+
+        def rate(price: Price | None, fallback: Price) -> Decimal:
+            chosen = fallback if price is None else price
+            return chosen.at(tokens_in) if isinstance(chosen, _Tiered) else chosen
+
+        uncached = max(tokens_in - usage.cache_read_tokens - usage.cache_write_tokens, 0)
+        total = uncached * rate(self.input, self.input)
+        if usage.cache_read_tokens:
+            total += usage.cache_read_tokens * rate(self.cache_read, self.input)
+        if usage.cache_write_tokens:
+            total += usage.cache_write_tokens * rate(self.cache_write, self.input)
+        if self.reasoning is not None and usage.reasoning_tokens:
+            total += usage.reasoning_tokens * rate(self.reasoning, self.output)
+            total += max(usage.output_tokens - usage.reasoning_tokens, 0) * rate(self.output, self.output)
+        else:
+            total += usage.output_tokens * rate(self.output, self.output)
+        return total / _MILLION + self.per_request
+
+    def describe(self) -> dict[str, Any]:
+        """Prices per million tokens, as plain data (``costwarden prices``)."""
+
+        def show(price: Price | None) -> Any:
+            if isinstance(price, _Tiered):
+                return {"base": str(price.base), "tiers": [{"above": s, "price": str(p)} for s, p in price.tiers]}
+            return None if price is None else str(price)
+
+        return {
+            "model": self.model_id,
+            "provider": self.provider_id,
+            "source": self.source,
+            "currency": "USD",
+            "per": "1M tokens",
+            "input": show(self.input),
+            "output": show(self.output),
+            "cache_read": show(self.cache_read),
+            "cache_write": show(self.cache_write),
+            "reasoning": show(self.reasoning),
+        }
+
+
+def _pico_per_token(price: Price) -> int | None:
+    """USD per million tokens as whole pico-dollars per token, or None if that is not exact."""
+    pico = price * 1_000_000 if isinstance(price, Decimal) else None  # (1e12 pico-$ / 1e6 tokens)
+    return int(pico) if pico is not None and pico == pico.to_integral_value() else None
+
+
+def _from_override(model: str, values: Mapping[str, Any]) -> ModelPrices:
+    unknown = set(values) - set(OVERRIDE_KEYS)
+    if unknown:
+        raise PriceError(
+            f"prices.{model}: unknown key(s) {sorted(unknown)}; expected some of {list(OVERRIDE_KEYS)} (USD per 1M tokens)"
+        )
+    prices: dict[str, Decimal] = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            raise PriceError(f"prices.{model}.{key}: {value!r} is not a number (USD per 1M tokens)")
+        try:
+            amount = Decimal(str(value))
+        except ArithmeticError:
+            raise PriceError(f"prices.{model}.{key}: {value!r} is not a number (USD per 1M tokens)") from None
+        if not amount.is_finite() or amount < 0:
+            raise PriceError(f"prices.{model}.{key}: {value!r} must be a non-negative number (USD per 1M tokens)")
+        prices[key] = amount
+    if "input" not in prices or "output" not in prices:
+        raise PriceError(f"prices.{model}: both 'input' and 'output' are required (USD per 1M tokens)")
+    return ModelPrices(
+        input=prices["input"],
+        output=prices["output"],
+        cache_read=prices.get("cache_read"),
+        cache_write=prices.get("cache_write"),
+        source="config",
+        model_id=model,
+        provider_id="config",
+    )
+
+
+def _convert(price: Any) -> Price | None:
+    if price is None:
+        return None
+    tiers = getattr(price, "tiers", None)
+    if tiers is not None:
+        return _Tiered(Decimal(price.base), tuple((int(t.start), Decimal(t.price)) for t in tiers))
+    return Decimal(price)
+
+
+def _resolve(model: str, provider: str | None) -> ModelPrices | None:
+    """Look a model up in genai-prices (slow: done once per model and hour)."""
+    from genai_prices import data_snapshot
+
+    snapshot = data_snapshot.get_snapshot()
+    provider_id = _PROVIDER_IDS.get(provider or "")
+    found = None
+    for candidate in ((provider_id,) if provider_id else ()) + (None,):
+        try:
+            found = snapshot.find_provider_model(model, None, candidate, None)
+            break
+        except LookupError:
+            continue
+    if found is None:
+        return None
+    genai_provider, info = found
+    prices = info.get_prices(datetime.now(tz=UTC))
+    requests_k = getattr(prices, "requests_kcount", None)
+    return ModelPrices(
+        input=_convert(prices.input_mtok) or Decimal(0),
+        output=_convert(prices.output_mtok) or Decimal(0),
+        cache_read=_convert(prices.cache_read_mtok),
+        cache_write=_convert(prices.cache_write_mtok),
+        reasoning=_convert(getattr(prices, "output_reasoning_mtok", None)),
+        per_request=Decimal(requests_k) / 1000 if requests_k is not None else Decimal(0),
+        source=f"genai-prices@{version('genai-prices')}",
+        model_id=info.id,
+        provider_id=genai_provider.id,
+    )
+
+
+class PriceBook:
+    """Prices calls. Thread-safe; one global instance (see :func:`get_price_book`).
+
+    ``overrides`` maps a model name (matched case-insensitively, exactly) to USD-per-1M-token prices
+    with the keys ``input``, ``output`` and optionally ``cache_read``, ``cache_write``; they win over
+    the price database and price models it does not know. Raises :class:`PriceError` for a bad one.
+    """
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._overrides = {name.lower(): _from_override(name, values) for name, values in (overrides or {}).items()}
+        self._cache: dict[tuple[str, str | None], tuple[ModelPrices | None, float]] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def prices(self, model: str, provider: str | None = None) -> ModelPrices | None:
+        """The prices of ``model`` (None when unknown). Cached; the first look-up is slow."""
+        key = (model, provider)
+        entry = self._cache.get(key)
+        now = time.monotonic()
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        return self._lookup(key, model, provider, now)
+
+    def _lookup(self, key: tuple[str, str | None], model: str, provider: str | None, now: float) -> ModelPrices | None:
+        found = self._overrides.get(model.lower())
+        if found is None:
+            found = _resolve(model, provider)
+        with self._lock:
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()  # model names are few; a flood of random ones must not grow memory
+            self._cache[key] = (found, now + _RESOLVE_TTL)
+        return found
+
+    def knows(self, model: str, provider: str | None = None) -> bool:
+        return self.prices(model, provider) is not None
+
+    def cost(self, model: str, usage: Usage, provider: str | None = None) -> Cost | None:
+        """What ``usage`` of ``model`` cost, or None for a model with no known price (logged once)."""
+        prices = self.prices(model, provider)
+        if prices is None:
+            self._warn_unknown(model)
+            return None
+        return Cost(prices.cost(usage), prices.source)
+
+    def estimate(
+        self, model: str, input_tokens: int, output_tokens: int, provider: str | None = None
+    ) -> Decimal | None:
+        """The cost of a call before it is made (admission), or None for an unknown model."""
+        prices = self.prices(model, provider)
+        if prices is None:
+            return None
+        return prices.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+
+    def describe(self, model: str, provider: str | None = None) -> dict[str, Any] | None:
+        """Per-million-token prices and their source, or None for an unknown model."""
+        prices = self.prices(model, provider)
+        return prices.describe() if prices is not None else None
+
+    def _warn_unknown(self, model: str) -> None:
+        if model in self._warned:
+            return
+        with self._lock:
+            if model in self._warned or len(self._warned) >= _MAX_CACHED:
+                return
+            self._warned.add(model)
+        logger.warning(
+            "costwarden: no price known for model %r; its calls carry costwarden.cost.unknown_model=true "
+            "and count tokens and calls but no USD. Add it under 'prices:' in costwarden.yaml.",
+            model,
+        )
+
+
+_book_lock = threading.Lock()
+_book: PriceBook | None = None
+
+
+def get_price_book() -> PriceBook:
+    """The price book in use (genai-prices' data plus the configuration's overrides)."""
+    global _book
+    if _book is None:
+        with _book_lock:
+            if _book is None:
+                _book = PriceBook()
+    return _book
+
+
+def set_price_book(book: PriceBook) -> None:
+    """Replace the price book in use (``configure()`` does this with the configuration's prices)."""
+    global _book
+    with _book_lock:
+        _book = book
