@@ -59,10 +59,15 @@ def wrap_targets(targets: Iterable[WrapTarget], tracer: trace.Tracer) -> list[Wr
         owner, method = resolved
         if isinstance(method, wrapt.ObjectProxy):
             continue  # never instrument twice
-        factory = _async_wrapper if inspect.iscoroutinefunction(method) else _sync_wrapper
+        factory = _async_wrapper if _is_async(method) else _sync_wrapper
         wrapt.wrap_function_wrapper(owner, target.method, factory(tracer, target.operation))
         wrapped.append(target)
     return wrapped
+
+
+def _is_async(method: Any) -> bool:
+    # SDKs decorate their methods (functools.wraps), which hides `async def` from a direct check.
+    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(inspect.unwrap(method))
 
 
 def unwrap_targets(targets: Iterable[WrapTarget]) -> None:
