@@ -524,9 +524,12 @@ def test_wait_for_requests_times_out(fake: FakeProvider) -> None:
         fake.wait_for_requests(1, timeout=0.05)
 
 
-def test_not_started_is_a_clear_error() -> None:
+def test_not_started_is_a_clear_error_and_the_log_outlives_stop() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         _ = FakeProvider().url
+    with FakeProvider() as fake:
+        openai.OpenAI(base_url=fake.openai_base_url, api_key="t").embeddings.create(model="e", input="abcd")
+    assert [r.usage for r in fake.requests] == [{"prompt_tokens": 1, "total_tokens": 1}]
 
 
 def test_public_names() -> None:

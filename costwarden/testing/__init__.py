@@ -74,6 +74,7 @@ class FakeProvider:
         self._host = host
         self._port = port
         self._server: Any = None
+        self._stopped: Any = None  # the last server, so its request log can be read after stop()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -97,6 +98,7 @@ class FakeProvider:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopped = server
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -137,7 +139,10 @@ class FakeProvider:
 
     @property
     def requests(self) -> RequestLog:
-        """The recorded requests, oldest first (a thread-safe sequence with ``clear()``)."""
+        """The recorded requests, oldest first (a thread-safe sequence with ``clear()``); still
+        readable after ``stop()``."""
+        if self._server is None and self._stopped is not None:
+            return self._stopped.log
         return self._running().log
 
     def clear(self) -> None:
