@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
             # user.id on the cost counter is opt-in; this stand-in has it turned on.
             cost.add(usd, {**call, sc.GEN_AI_AGENT_NAME: agent, sc.GEN_AI_WORKFLOW_NAME: workflow,
                            sc.USER_ID: user})  # fmt: skip
-        decisions.add(1, {sc.METRIC_ATTR_BUDGET: "all-agents-daily", sc.METRIC_ATTR_DECISION: "veto"})
+        decisions.add(10, {sc.METRIC_ATTR_BUDGET: "all-agents-daily", sc.METRIC_ATTR_DECISION: "veto"})
         decisions.add(1, {sc.METRIC_ATTR_BUDGET: "researcher-daily", sc.METRIC_ATTR_DECISION: "downgrade"})
         decisions.add(1, {sc.METRIC_ATTR_BUDGET: "researcher-daily", sc.METRIC_ATTR_DECISION: "alert",
                           sc.METRIC_ATTR_THRESHOLD: "0.8"})  # fmt: skip
