@@ -96,3 +96,13 @@ def test_render_fills_defaults_and_values(tmp_path: Path) -> None:
     assert 'url: "https://events.pagerduty.com/v2/enqueue"' in text
     assert 'routing_key: "test-routing-key"' in text
     assert "${" not in "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def test_every_runbook_url_has_a_section_in_docs_monitoring() -> None:
+    doc = (ROOT / "docs" / "monitoring.md").read_text()
+    anchors = {line[4:].strip().lower() for line in doc.splitlines() if line.startswith("### ")}
+    for line in RULES.read_text().splitlines():
+        if "runbook_url:" in line:
+            path, _, anchor = line.split("runbook_url:", 1)[1].strip().partition("#")
+            assert path == "docs/monitoring.md"
+            assert anchor in anchors, f"no runbook section for #{anchor}"
