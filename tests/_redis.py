@@ -1,6 +1,6 @@
 """A real ``redis-server`` for tests and benchmarks: started on a free loopback port, no persistence.
 
-Use the fixtures by importing them into a test module (``from tests._redis import redis_server``):
+Its fixtures are registered for the whole suite (``pytest_plugins`` in ``tests/conftest.py``):
 
 * ``redis_server``: one server for the whole session; ``redis_url`` gives a test an empty database.
 * ``private_redis``: a server of the test's own, which the test may kill and restart.
@@ -36,8 +36,9 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1, in a temporary directory, without persistence."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(self, binary: str, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary
+        self.extra_args = extra_args
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="costwarden-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -50,6 +51,7 @@ class RedisServer:
         """Start the server (again, on the same port) and wait until it answers PING."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--dir", self.dir, "--daemonize", "no", "--protected-mode", "no"]
+        args += self.extra_args
         log = open(os.path.join(self.dir, "redis.log"), "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
         log.close()
@@ -64,7 +66,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

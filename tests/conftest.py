@@ -27,4 +27,4 @@ def require_binary(name: str, *, package: str) -> str:
 # Internal errors raise under the test suite, so costwarden bugs fail tests instead of being logged.
 os.environ.setdefault("COSTWARDEN_RAISE_INTERNAL_ERRORS", "1")
 
-pytest_plugins = ["tests._telemetry", "tests._fake"]
+pytest_plugins = ["tests._telemetry", "tests._fake", "tests._redis"]

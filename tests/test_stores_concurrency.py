@@ -19,7 +19,6 @@ import pytest
 from costwarden.stores import BudgetStore, StoreUnavailable, open_store
 from costwarden.stores._base import Amounts, CounterKey, Limits
 from costwarden.stores.sqlite import SqliteStore
-from tests._redis import redis_server, redis_url  # noqa: F401 - fixtures
 
 D = Decimal
 RUN = CounterKey("conversation", (("run_id", "r-1"),), "run")

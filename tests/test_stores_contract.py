@@ -12,7 +12,6 @@ import pytest
 
 from costwarden.stores import BudgetStore, open_store
 from costwarden.stores._base import Amounts, CounterKey, Limits
-from tests._redis import redis_server, redis_url  # noqa: F401 - fixtures
 
 D = Decimal
 RUN = CounterKey("conversation", (("run_id", "r-1"),), "run")
