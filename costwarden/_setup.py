@@ -108,8 +108,10 @@ def ensure_installed(tracer_provider: TracerProvider | None = None) -> None:
     try:
         configure(tracer_provider=tracer_provider, instrument=False)
     except ConfigError as exc:
-        print(f"costwarden: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        print(f"costwarden: {exc}", file=sys.stderr, flush=True)
+        # SystemExit raised while Python imports sitecustomize becomes a fatal init error (status 1)
+        # with a traceback; exit cleanly with the documented status instead.
+        os._exit(2)
 
 
 def _global_sdk_tracer_provider() -> TracerProvider:
