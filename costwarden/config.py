@@ -352,12 +352,14 @@ def _show(value: Any) -> str:
 
 
 def _unpriced_downgrades(config: CostwardenConfig) -> list[str]:
-    """A downgrade to a model with no known price could not be costed, so it is refused."""
+    """Price overrides the price book refuses, and downgrades to a model with no known price (it
+    could not be costed)."""
+    from costwarden.pricing import PriceBook, PriceError
+
     try:
-        from costwarden.pricing import get_price_book
-    except ImportError:  # pricing not installed in this checkout: nothing to check against
-        return []
-    book = get_price_book()
+        book = PriceBook(config.prices)
+    except PriceError as exc:
+        return [str(exc)]
     problems = []
     for i, budget in enumerate(config.budgets):
         if budget.downgrade is None:
@@ -366,7 +368,7 @@ def _unpriced_downgrades(config: CostwardenConfig) -> list[str]:
         to = budget.downgrade.to
         targets = [("", to)] if isinstance(to, str) else [(f".{k}", v) for k, v in to.items()]
         for suffix, model in targets:
-            if model not in config.prices and not book.knows(model, provider):
+            if not book.knows(model, provider):
                 problems.append(
                     f"budgets[{i}].downgrade.to{suffix}: {model!r} has no known price: "
                     "expected a model in the price database or in prices:"

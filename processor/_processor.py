@@ -26,7 +26,14 @@ from typing import Any
 from costwarden.processor._alerts import AlertEvent, describe_alert, resolve_hook
 from costwarden.processor._budgets import Budget, CallKey, Plan, build_plan
 from costwarden.processor._metrics import Instruments
-from costwarden.processor._spans import ATTRIBUTION_KEYS, is_genai, model_of, provider_of, read_usage
+from costwarden.processor._spans import (
+    ATTRIBUTION_KEYS,
+    attributes_of,
+    is_genai,
+    model_of,
+    provider_of,
+    read_usage,
+)
 from costwarden.processor._status import BudgetStatus, budget_status, spent_observations
 from costwarden.processor._throttle import Gate
 from costwarden.processor._trim import trim_messages
@@ -186,7 +193,7 @@ class BudgetSpanProcessor(SpanProcessor):
             logger.exception("costwarden: error in the budget processor's on_start (ignored)")
 
     def _inherit(self, span: Any) -> None:
-        attrs = span.attributes
+        attrs = attributes_of(span)
         parent = span.parent
         inherited = self._frames.get(parent.span_id) if parent is not None and self._frames else None
         own = tuple(attrs.get(k) for k in ATTRIBUTION_KEYS)
@@ -200,7 +207,7 @@ class BudgetSpanProcessor(SpanProcessor):
             self._frames[span.context.span_id] = own
 
     def _watch_foreign(self, span: Any) -> None:
-        attrs = span.attributes
+        attrs = attributes_of(span)
         scope = span.instrumentation_scope
         if not is_genai(attrs) or (scope is not None and scope.name.startswith("costwarden")):
             return
@@ -294,7 +301,7 @@ class BudgetSpanProcessor(SpanProcessor):
             parent = getattr(span, "parent", None)
             if parent is not None and parent.span_id in self._foreign_open:
                 self._foreign_open[parent.span_id] = True  # that foreign span is this call, seen from outside
-        call = self._call_key(span.attributes, request.model, request.provider)
+        call = self._call_key(attributes_of(span), request.model, request.provider)
         plan = self._plan(call)
         if not plan.budgets:
             self._tickets[sid] = _Ticket(None, None, call, foreign=foreign)
@@ -644,13 +651,13 @@ class BudgetSpanProcessor(SpanProcessor):
                     self._settle(span, ticket)
             elif sid in self._foreign_open:
                 self._count_foreign(span, shadowed=self._foreign_open.pop(sid))
-            elif is_genai(span.attributes):
+            elif is_genai(attributes_of(span)):
                 self._count_foreign(span, shadowed=False)
         except Exception:
             logger.exception("costwarden: error in the budget processor's on_end (ignored)")
 
     def _settle(self, span: ReadableSpan, ticket: _Ticket) -> None:
-        attrs = span.attributes or {}
+        attrs = attributes_of(span)
         usage = read_usage(attrs)
         cost = usage.cost
         if cost is None and ticket.foreign:
@@ -689,7 +696,7 @@ class BudgetSpanProcessor(SpanProcessor):
             ticket.gates.clear()
 
     def _count_foreign(self, span: ReadableSpan, *, shadowed: bool) -> None:
-        attrs = span.attributes or {}
+        attrs = attributes_of(span)
         parent = span.parent
         if (
             shadowed

@@ -10,7 +10,7 @@ from typing import Any
 
 from costwarden import semconv as sc
 
-__all__ = ["ATTRIBUTION_KEYS", "SpanUsage", "is_genai", "read_usage"]
+__all__ = ["ATTRIBUTION_KEYS", "SpanUsage", "attributes_of", "is_genai", "read_usage"]
 
 ATTRIBUTION_KEYS = tuple(sc.ATTRIBUTION_ATTRIBUTES.values())
 """Span attributes of (agent, workflow, run_id, user, task), in the order of a call key."""
@@ -37,6 +37,18 @@ _MARKERS = (
     "llm.request.type",
     "llm.model_name",
 )
+
+
+def attributes_of(span: Any) -> Mapping[str, Any]:
+    """A span's attributes as a plain mapping, for reading only.
+
+    The SDK hands out a read-only proxy whose ``get`` goes through ``Mapping.get`` and raises and
+    catches a KeyError for every missing key (about 1 µs each); the processor looks up a dozen keys
+    that are usually missing, so it reads the SDK's own dict when it can, and a copy otherwise."""
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return dict(span.attributes or {})
 
 
 def _first(attrs: Mapping[str, Any], names: tuple[str, ...]) -> Any:

@@ -113,7 +113,11 @@ def spent_observations(
         window = period_window(budget.period, now, tz)
         states = _counters(budget, store, window)
         for unit, _ in limits:
-            base = {sc.METRIC_ATTR_BUDGET: budget.name, sc.METRIC_ATTR_UNIT: unit}
+            base = {
+                sc.METRIC_ATTR_BUDGET: budget.name,
+                sc.METRIC_ATTR_UNIT: unit,
+                sc.METRIC_ATTR_PERIOD: budget.period,
+            }
             if by_scope and budget.per:
                 for key, state in states.items():
                     scope = ",".join(f"{k}={v}" for k, v in key.scope)

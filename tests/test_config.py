@@ -28,7 +28,7 @@ budgets:
     per: [run_id]
     limit_usd: 3.00
     alert_at: [0.5, 0.8]
-    downgrade: {at: 0.7, to: {big: small}}
+    downgrade: {at: 0.7, to: {gpt-4o: gpt-4o-mini, big-model: my-finetune}}
     on_exceed: veto
   - name: researcher-daily
     match: {agent: "research*"}
@@ -62,6 +62,16 @@ def test_a_full_file_loads(tmp_path: Path) -> None:
     assert config.budgets[3].per == ["run_id"]
     assert str(config.budgets[0].limit_usd) == "3.0"
     assert config.ledger.retention_days == 30
+
+
+def test_a_downgrade_to_a_model_priced_in_the_file_is_accepted() -> None:
+    config = load_config(
+        {
+            "prices": {"my-finetune": {"input": 3.0, "output": 12.0}},
+            "budgets": [{"name": "b", "limit_usd": 1, "downgrade": {"at": 0.5, "to": "my-finetune"}}],
+        }
+    )
+    assert config.budgets[0].downgrade is not None
 
 
 def test_found_through_the_environment_then_the_working_directory(
@@ -134,6 +144,11 @@ def _budget(**fields: Any) -> dict[str, Any]:
         ({"ledger": {"retention_days": "forever"}}, "ledger.retention_days: 'forever' is not valid"),
         ({"default_max_output_tokens": 0}, "default_max_output_tokens: 0 is not valid"),
         ({"bugdets": []}, "bugdets: unknown key"),
+        ({"prices": {"my-model": {"input": 1}}}, "prices.my-model: both 'input' and 'output' are required"),
+        (
+            {"prices": {"my-model": {"input": 1, "output": "x"}}},
+            "prices.my-model.output: 'x' is not a number",
+        ),
     ],
 )
 def test_each_mistake_has_one_message_naming_key_value_and_expectation(

@@ -89,6 +89,9 @@ class MemoryStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
         self._counters: dict[CounterKey, _Counter] = {}
+        # The processor passes the same keys tuple for every call with the same plan: resolving it
+        # once saves hashing every CounterKey on every call. Keyed by id, checked by identity.
+        self._resolved: dict[int, tuple[Sequence[CounterKey], list[_Counter]]] = {}
         self._reservations: dict[str, _Reservation] = {}
         self._clock = clock
         self._next_sweep = clock() + _SWEEP_EVERY
@@ -100,10 +103,21 @@ class MemoryStore:
             counter = self._counters[key] = _Counter()
         return counter
 
+    def _counters_for(self, keys: Sequence[CounterKey]) -> list[_Counter]:
+        entry = self._resolved.get(id(keys))
+        if entry is not None and entry[0] is keys:
+            return entry[1]
+        counters = [self._counter(k) for k in keys]
+        if isinstance(keys, tuple):
+            if len(self._resolved) > 4096:
+                self._resolved.clear()
+            self._resolved[id(keys)] = (keys, counters)
+        return counters
+
     def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
         """Spent plus reserved for each counter."""
         with self._lock:
-            return [self._counter(k).committed() for k in keys]
+            return [c.committed() for c in self._counters_for(keys)]
 
     def reserve(
         self,
@@ -116,7 +130,7 @@ class MemoryStore:
     ) -> ReserveResult:
         """Check every limited counter and reserve ``amount`` in all of them, or in none."""
         with self._lock:
-            counters = [self._counter(k) for k in keys]
+            counters = self._counters_for(keys)
             committed = [c.committed() for c in counters]
             for index, (counter, limit) in enumerate(zip(counters, limits, strict=True)):
                 if limit is not None and (unit := counter.fits(amount, limit)) is not None:
@@ -137,8 +151,7 @@ class MemoryStore:
                 for counter in reservation.counters:
                     counter.add_reserved(reservation.amount, -1)
             spent = []
-            for key in keys:
-                counter = self._counter(key)
+            for counter in self._counters_for(keys):
                 counter.spent_usd += actual.usd
                 counter.spent_tokens += actual.tokens
                 counter.spent_calls += actual.calls
@@ -201,6 +214,7 @@ class MemoryStore:
     def _sweep(self, now: float) -> None:
         """Release expired reservations and forget counters whose period ended (lock held)."""
         self._next_sweep = now + _SWEEP_EVERY
+        self._resolved.clear()
         for rid in [rid for rid, r in self._reservations.items() if r.expires <= now]:
             reservation = self._reservations.pop(rid)
             for counter in reservation.counters:
