@@ -264,7 +264,12 @@ class RedisStore:
         ``redis+cluster://host:port`` (or ``redis://…?cluster=true``). ``timeout`` (seconds) bounds
         connecting and every call. Constructing does not connect (except for a Cluster, which reads
         its slot map)."""
-        return cls(_client(url, timeout), name=f"redis store {redact_url(url)}", **options)
+        name = f"redis store {redact_url(url)}"
+        try:
+            client = _client(url, timeout)
+        except _DOWN as exc:
+            raise StoreUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
+        return cls(client, name=name, **options)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def _run(self, operation: Callable[[], _T]) -> _T:
