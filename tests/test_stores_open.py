@@ -120,7 +120,7 @@ def test_sentinel_url_is_built_into_a_master_client() -> None:
 
 def test_cluster_flag_asks_for_a_cluster(redis_server: RedisServer) -> None:
     # A plain server is not a cluster: the cluster client says so (it is constructed, and refuses).
-    with pytest.raises(StoreUnavailable, match="[Cc]luster"):
+    with pytest.raises(StoreUnavailable, match=r"[Cc]luster"):
         open_store(f"redis+cluster://127.0.0.1:{redis_server.port}", timeout=1.0)
-    with pytest.raises(StoreUnavailable, match="[Cc]luster"):
+    with pytest.raises(StoreUnavailable, match=r"[Cc]luster"):
         open_store(f"{redis_server.url}?cluster=true", timeout=1.0)
