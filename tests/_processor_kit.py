@@ -156,7 +156,7 @@ def make_harness(config: Mapping[str, Any], clock: Callable[[], datetime] | None
     exporter = InMemorySpanExporter()
     reader = InMemoryMetricReader()
     processor = BudgetSpanProcessor(
-        dict(config), meter_provider=MeterProvider(metric_readers=[reader]), clock=clock
+        {"prices": PRICES, **config}, meter_provider=MeterProvider(metric_readers=[reader]), clock=clock
     )
     provider = TracerProvider()
     provider.add_span_processor(processor)
