@@ -57,6 +57,9 @@ __all__ = [
     "GEN_AI_USAGE_REASONING_OUTPUT_TOKENS",
     "GEN_AI_WORKFLOW_NAME",
     "METRIC_BUDGET_DECISIONS",
+    "OPERATION_EXECUTE_TOOL",
+    "OPERATION_INVOKE_AGENT",
+    "OPERATION_INVOKE_WORKFLOW",
     "METRIC_BUDGET_LIMIT",
     "METRIC_BUDGET_SPENT",
     "METRIC_COST",
@@ -167,3 +170,8 @@ METRIC_ATTR_THRESHOLD: Final = "costwarden.threshold"
 # The budget's period (run|hour|day|week|month) on the budget gauges, so rules can pick daily or weekly
 # budgets and forecast to the end of the period.
 METRIC_ATTR_PERIOD: Final = "costwarden.period"
+
+# --- gen_ai.operation.name values costwarden emits for agent frameworks -------------------------
+OPERATION_INVOKE_AGENT: Final = "invoke_agent"
+OPERATION_INVOKE_WORKFLOW: Final = "invoke_workflow"
+OPERATION_EXECUTE_TOOL: Final = "execute_tool"
