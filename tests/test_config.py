@@ -178,3 +178,24 @@ def test_a_hook_that_cannot_be_imported_is_refused_when_the_processor_starts() -
 
     with pytest.raises(ConfigError, match=r"hooks\.on_alert: 'no_such_module_x:f' cannot be imported"):
         BudgetSpanProcessor({"hooks": {"on_alert": "no_such_module_x:f"}})
+
+
+def test_every_key_is_documented() -> None:
+    from pydantic import BaseModel
+
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+
+    def keys(model: type[BaseModel]) -> set[str]:
+        found = set()
+        for name, field in model.model_fields.items():
+            found.add(name)
+            for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    found |= keys(arg)
+                for inner in getattr(arg, "__args__", ()):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        found |= keys(inner)
+        return found
+
+    missing = sorted(k for k in keys(CostwardenConfig) if f"`{k}`" not in doc)
+    assert not missing, f"docs/configuration.md does not document {missing}"
