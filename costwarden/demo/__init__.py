@@ -9,6 +9,7 @@ With ``--loop`` it keeps running workflows (for the docker-compose stack), expor
 from __future__ import annotations
 
 import argparse
+import logging
 import itertools
 import time
 import uuid
@@ -36,18 +37,9 @@ console = Console(highlight=False)
 
 def print_alert(event: Any) -> None:
     """The demo's alert hook (``hooks.on_alert`` in demo.yaml): show each threshold crossing."""
-    console.print(f"  [yellow]ALERT[/]  {_describe_alert(event)}")
+    from costwarden.processor._alerts import describe_alert
 
-
-def _describe_alert(event: Any) -> str:
-    if isinstance(event, dict):
-        fields = event
-    else:
-        fields = {k: getattr(event, k) for k in ("budget", "threshold", "scope", "spent", "limit", "unit") if hasattr(event, k)}
-    budget = fields.get("budget", "?")
-    threshold = fields.get("threshold")
-    share = f"{float(threshold):.0%}" if threshold is not None else "a threshold"
-    return f"budget {budget!r} passed {share} ({fields.get('scope') or 'all calls'})"
+    console.print(f"  [yellow]ALERT[/]  {describe_alert(event)}")
 
 
 @dataclass
@@ -127,7 +119,7 @@ class _DowngradeNotice(SimpleSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         attributes = span.attributes or {}
         original = attributes.get(sc.COSTWARDEN_DOWNGRADED_FROM)
-        if original:
+        if original and attributes.get(sc.COSTWARDEN_BUDGET_DECISION) != "veto":
             agent = attributes.get(sc.GEN_AI_AGENT_NAME, "?")
             model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
             console.print(f"  [cyan]DOWNGRADE[/] {agent}: {original} -> {model} (budget {attributes.get(sc.COSTWARDEN_BUDGET_NAME)!r})")
@@ -158,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from costwarden.testing import FakeProvider
 
     args = _parse(argv)
+    for name in ("costwarden.budget", "costwarden.processor"):  # the alert hook prints alerts
+        logging.getLogger(name).addHandler(logging.NullHandler())
+        logging.getLogger(name).propagate = False
     config = args.config or demo_config()
     if args.ledger:
         config = {**config, "ledger": {"enabled": True, "path": args.ledger}} if isinstance(config, dict) else config
@@ -170,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         provider.add_span_processor(_DowngradeNotice())
     configure(config, tracer_provider=provider)
     try:
-        with FakeProvider() as fake:
+        with FakeProvider(output_tokens=300) as fake:
             client = openai.OpenAI(base_url=fake.openai_base_url, api_key="demo-key-not-used", max_retries=0)
             agents = _Agents(client)
             runs = itertools.count() if args.loop else range(args.runs)

@@ -52,7 +52,7 @@ def print_report(spans: Iterable[ReadableSpan], console: Console) -> None:
         ("model", sc.GEN_AI_REQUEST_MODEL),
     ):
         table = Table(title=f"Spend by {title}", title_justify="left")
-        for column in (title, "cost (USD)", "calls", "tokens in", "tokens out", "downgraded", "vetoed"):
+        for column in (title, "USD", "calls", "tokens in", "tokens out", "downgr.", "vetoed"):
             table.add_column(column, justify="left" if column == title else "right")
         total = Spend()
         for name, spend in spend_by(spans, attribute).items():
