@@ -7,6 +7,7 @@ reserve-and-check is atomic for any number of threads and asyncio tasks.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -82,8 +83,8 @@ class MemoryStore:
     """A thread-safe :class:`~costwarden.stores._base.BudgetStore` held in process memory.
 
     Counters whose period has ended (``CounterKey.expires_at``) and reservations past their ``ttl``
-    are swept at most every 30 seconds, on the next write. ``period: run`` counters are kept for
-    the life of the process.
+    are swept every 30 seconds (on the next reservation), and at once when a reservation is refused
+    while one has expired. ``period: run`` counters are kept for the life of the process.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -95,6 +96,7 @@ class MemoryStore:
         self._reservations: dict[str, _Reservation] = {}
         self._clock = clock
         self._next_sweep = clock() + _SWEEP_EVERY
+        self._earliest_expiry = math.inf
 
     # -- hot path ----------------------------------------------------------------------------------
     def _counter(self, key: CounterKey) -> _Counter:
@@ -130,18 +132,30 @@ class MemoryStore:
     ) -> ReserveResult:
         """Check every limited counter and reserve ``amount`` in all of them, or in none."""
         with self._lock:
-            counters = self._counters_for(keys)
-            committed = [c.committed() for c in counters]
-            for index, (counter, limit) in enumerate(zip(counters, limits, strict=True)):
-                if limit is not None and (unit := counter.fits(amount, limit)) is not None:
-                    return ReserveResult(False, committed, index, unit)
-            for counter in counters:
-                counter.add_reserved(amount, 1)
             now = self._clock()
-            self._reservations[reservation_id] = _Reservation(counters, amount, now + ttl)
             if now >= self._next_sweep:
                 self._sweep(now)
+            counters, committed, rejected = self._check(keys, amount, limits)
+            if rejected is not None and now >= self._earliest_expiry:
+                self._sweep(now)  # expired reservations may be what fills the budget
+                counters, committed, rejected = self._check(keys, amount, limits)
+            if rejected is not None:
+                return ReserveResult(False, committed, *rejected)
+            for counter in counters:
+                counter.add_reserved(amount, 1)
+            self._reservations[reservation_id] = _Reservation(counters, amount, now + ttl)
+            self._earliest_expiry = min(self._earliest_expiry, now + ttl)
         return ReserveResult(True, committed)
+
+    def _check(
+        self, keys: Sequence[CounterKey], amount: Amounts, limits: Sequence[Limits | None]
+    ) -> tuple[list[_Counter], list[Committed], tuple[int, str] | None]:
+        counters = self._counters_for(keys)
+        committed = [c.committed() for c in counters]
+        for index, (counter, limit) in enumerate(zip(counters, limits, strict=True)):
+            if limit is not None and (unit := counter.fits(amount, limit)) is not None:
+                return counters, committed, (index, unit)
+        return counters, committed, None
 
     def settle(self, reservation_id: str, keys: Sequence[CounterKey], actual: Amounts) -> list[Committed]:
         """Swap the reservation for ``actual`` in each counter; return each counter's spent after."""
@@ -215,10 +229,12 @@ class MemoryStore:
         """Release expired reservations and forget counters whose period ended (lock held)."""
         self._next_sweep = now + _SWEEP_EVERY
         self._resolved.clear()
+        self._earliest_expiry = math.inf
         for rid in [rid for rid, r in self._reservations.items() if r.expires <= now]:
             reservation = self._reservations.pop(rid)
             for counter in reservation.counters:
                 counter.add_reserved(reservation.amount, -1)
+        self._earliest_expiry = min((r.expires for r in self._reservations.values()), default=math.inf)
         live = {id(c) for r in self._reservations.values() for c in r.counters}
         for key in [k for k, c in self._counters.items() if k.expires_at is not None and k.expires_at <= now]:
             if id(self._counters[key]) not in live:
