@@ -1,0 +1,117 @@
+"""Pricing: costwarden's cached fast path agrees with genai-prices and with published prices."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+from genai_prices import Usage as GenaiUsage
+from genai_prices import calc_price
+
+from costwarden._types import Usage
+from costwarden.pricing import PriceBook, PriceError, get_price_book, set_price_book
+
+M = Decimal(1_000_000)
+
+
+def genai(model: str, usage: Usage, provider: str | None = None) -> Decimal:
+    genai_usage = GenaiUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
+    return calc_price(genai_usage, model, provider_id=provider).total_price
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "usage"),
+    [
+        ("gpt-4o", "openai", Usage(1000, 200, cache_read_tokens=500)),
+        ("gpt-4o-mini", None, Usage(12_345, 678)),
+        ("gpt-4o-2024-08-06", "openai", Usage(2000, 100)),
+        ("claude-sonnet-4-5", "anthropic", Usage(250_000, 1000, cache_read_tokens=1000, cache_write_tokens=2000)),
+        ("claude-3-5-haiku-latest", "anthropic", Usage(4000, 300, cache_write_tokens=1000)),
+        ("gemini-2.5-pro", "google", Usage(300_000, 5000, cache_read_tokens=10_000)),
+        ("gemini-2.5-pro", "google", Usage(100_000, 5000)),
+        ("o3-mini", "openai", Usage(1000, 500, reasoning_tokens=300)),
+        ("text-embedding-3-small", "openai", Usage(5000, 0)),
+    ],
+)
+def test_cost_matches_genai_prices(model, provider, usage):
+    semconv_provider = {"google": "gcp.gemini"}.get(provider or "", provider)
+    cost = PriceBook().cost(model, usage, semconv_provider)
+    assert cost is not None
+    assert cost.amount == genai(model, usage, provider)
+    assert cost.source.startswith("genai-prices@")
+
+
+def test_cost_is_the_published_price():
+    # OpenAI's published gpt-4o prices: $2.50 input, $1.25 cached input, $10.00 output per 1M tokens.
+    usage = Usage(input_tokens=10_000, output_tokens=2_000, cache_read_tokens=4_000)
+    expected = (6_000 * Decimal("2.5") + 4_000 * Decimal("1.25") + 2_000 * Decimal(10)) / M
+    assert PriceBook().cost("gpt-4o", usage, "openai").amount == expected
+
+
+def test_tiered_long_context_price_applies_above_the_threshold():
+    # Gemini 2.5 Pro: $1.25/M input up to 200k prompt tokens, $2.50/M above; output $10 / $15.
+    book = PriceBook()
+    short = book.cost("gemini-2.5-pro", Usage(200_000, 1000), "gcp.gemini").amount
+    long = book.cost("gemini-2.5-pro", Usage(200_001, 1000), "gcp.gemini").amount
+    assert short == (200_000 * Decimal("1.25") + 1000 * Decimal(10)) / M
+    assert long == (200_001 * Decimal("2.5") + 1000 * Decimal(15)) / M
+
+
+def test_override_wins_and_additions_price_unknown_models():
+    book = PriceBook({"gpt-4o": {"input": 1, "output": 2}, "my-finetune": {"input": 3.0, "output": 12.0, "cache_read": 0.3}})
+    assert book.cost("gpt-4o", Usage(1_000_000, 1_000_000)).amount == Decimal(3)
+    cost = book.cost("MY-FINETUNE", Usage(2_000_000, 1_000_000, cache_read_tokens=1_000_000))
+    assert cost == (Decimal("3.0") + Decimal("0.3") + Decimal("12.0"), "config")
+    assert book.describe("my-finetune")["input"] == "3.0"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"m": {"input": 1}}, "prices.m: both 'input' and 'output' are required"),
+        ({"m": {"input": -1, "output": 1}}, "prices.m.input: -1 must be a non-negative number"),
+        ({"m": {"input": "cheap", "output": 1}}, "prices.m.input: 'cheap' is not a number"),
+        ({"m": {"input": 1, "output": 1, "caching": 2}}, "prices.m: unknown key(s) ['caching']"),
+    ],
+)
+def test_bad_override_is_refused_with_a_clear_message(override, message):
+    with pytest.raises(PriceError) as raised:
+        PriceBook(override)
+    assert message in str(raised.value)
+
+
+def test_unknown_model_returns_none_and_warns_once(caplog):
+    book = PriceBook()
+    with caplog.at_level(logging.WARNING, logger="costwarden"):
+        assert book.cost("no-such-model-xyz", Usage(10, 10)) is None
+        assert book.cost("no-such-model-xyz", Usage(10, 10)) is None
+        assert book.estimate("no-such-model-xyz", 10, 10) is None
+    assert len([r for r in caplog.records if "no-such-model-xyz" in r.getMessage()]) == 1
+    assert not book.knows("no-such-model-xyz")
+
+
+def test_estimate_prices_input_and_output():
+    assert PriceBook().estimate("gpt-4o", 1000, 100, "openai") == (1000 * Decimal("2.5") + 100 * Decimal(10)) / M
+
+
+def test_cache_is_bounded():
+    book = PriceBook({"known": {"input": 1, "output": 1}})
+    for i in range(5000):
+        book.prices(f"random-model-{i}", "nowhere-provider")
+    assert len(book._cache) <= 4096
+
+
+def test_global_price_book_has_an_explicit_setter():
+    original = get_price_book()
+    replacement = PriceBook({"x": {"input": 1, "output": 1}})
+    set_price_book(replacement)
+    try:
+        assert get_price_book() is replacement
+    finally:
+        set_price_book(original)
