@@ -1,0 +1,197 @@
+"""Budgets enforced on real openai SDK calls against the fake provider: what the server receives
+(downgraded model, trimmed context, nothing at all on a veto) and what the app and the span see."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from decimal import Decimal
+
+import openai
+import pytest
+from opentelemetry.trace import StatusCode
+
+from costwarden import BudgetExceeded, attribute
+from costwarden import semconv as sc
+from costwarden.testing import Fault
+
+MESSAGES = [{"role": "user", "content": "Write one line about budgets."}]
+
+
+def _usd_status(processor, budget):
+    rows = [r for r in processor.status() if r.budget == budget and r.unit == "usd"]
+    return rows
+
+
+@pytest.mark.parametrize("operation", ["chat", "chat-stream", "responses", "responses-stream", "async-chat"])
+def test_downgrade_is_what_the_server_receives(budgets, fake, openai_client, async_openai_client, operation):
+    telemetry = budgets(
+        {"budgets": [{"name": "tiny", "limit_usd": 1, "downgrade": {"at": 0.0, "to": {"gpt-4o": "gpt-4o-mini"}}}]}
+    )
+    if operation == "chat":
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    elif operation == "chat-stream":
+        list(openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    elif operation == "responses":
+        openai_client.responses.create(model="gpt-4o", input="hi")
+    elif operation == "responses-stream":
+        list(openai_client.responses.create(model="gpt-4o", input="hi", stream=True))
+    else:
+        asyncio.run(async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+
+    assert fake.requests[-1].model == "gpt-4o-mini"
+    span = telemetry.one_span()
+    assert span.name.endswith("gpt-4o-mini")
+    assert span.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert span.attributes[sc.COSTWARDEN_DOWNGRADED_FROM] == "gpt-4o"
+    assert span.attributes[sc.COSTWARDEN_BUDGET_DECISION] == "downgrade"
+    assert span.attributes[sc.COSTWARDEN_BUDGET_NAME] == "tiny"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async", "stream"])
+def test_veto_sends_nothing_and_raises_budget_exceeded(budgets, fake, openai_client, async_openai_client, mode):
+    telemetry = budgets({"budgets": [{"name": "two-calls", "per": ["run_id"], "limit_calls": 2}]})
+    with attribute(run_id="r-veto"):
+        for _ in range(2):
+            openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        sent_before = len(fake.requests)
+        with pytest.raises(BudgetExceeded) as raised:
+            if mode == "sync":
+                openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            elif mode == "stream":
+                openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+            else:
+                asyncio.run(async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+
+    assert len(fake.requests) == sent_before, "a vetoed call must not reach the provider"
+    exc = raised.value
+    assert (exc.budget, exc.unit, exc.limit, exc.scope) == ("two-calls", "calls", 2, {"run_id": "r-veto"})
+    assert exc.spent == 2
+    assert "two-calls" in str(exc)
+    vetoed = telemetry.llm_spans()[-1]
+    assert vetoed.status.status_code == StatusCode.ERROR
+    assert vetoed.attributes[sc.COSTWARDEN_BUDGET_DECISION] == "veto"
+    assert vetoed.attributes[sc.ERROR_TYPE] == "costwarden._errors.BudgetExceeded"
+    assert sc.GEN_AI_USAGE_COST_AMOUNT not in vetoed.attributes
+
+
+def test_usd_limit_vetoes_and_other_runs_go_on(budgets, fake, openai_client):
+    budgets({"budgets": [{"name": "per-run", "per": ["run_id"], "limit_usd": 0.0005}]})
+    vetoed = 0
+    with attribute(run_id="expensive"):
+        for _ in range(20):
+            try:
+                openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10)
+            except BudgetExceeded:
+                vetoed += 1
+    assert vetoed > 0
+    with attribute(run_id="fresh"):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10)
+
+
+def test_alert_crossing_is_a_span_event(budgets, fake, openai_client):
+    telemetry = budgets({"budgets": [{"name": "watched", "limit_usd": 0.001, "alert_at": [0.5], "on_exceed": "warn"}]})
+    for _ in range(6):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10)
+    events = [e for s in telemetry.llm_spans() for e in s.events if e.name == sc.EVENT_BUDGET_THRESHOLD]
+    assert len(events) == 1
+    decisions = telemetry.metric_points(sc.METRIC_BUDGET_DECISIONS)
+    assert any(p.attributes.get(sc.METRIC_ATTR_DECISION) == "alert" for p in decisions)
+
+
+def test_refuse_new_work_lets_started_runs_finish(budgets, fake, openai_client):
+    budgets({"budgets": [{"name": "daily", "limit_usd": 0.01, "refuse_new_work_at": 0.1}]})
+    with attribute(run_id="started-early"):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=200)
+    for _ in range(3):
+        with attribute(run_id="started-early"):
+            openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=200)
+    with attribute(run_id="brand-new"), pytest.raises(BudgetExceeded) as raised:
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=50)
+    assert raised.value.reason == "refuse_new_work"
+    with attribute(run_id="started-early"):  # past the threshold, the started run still goes on
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=50)
+
+
+def test_trim_context_sends_fewer_turns_and_leaves_the_apps_list_alone(budgets, fake, openai_client):
+    telemetry = budgets(
+        {"budgets": [{"name": "b", "limit_usd": 10, "trim_context": {"at": 0.0, "max_input_tokens": 60}}]}
+    )
+    history = [{"role": "system", "content": "You are terse."}]
+    for i in range(20):
+        history.append({"role": "user", "content": f"question {i} " + "words " * 10})
+        history.append({"role": "assistant", "content": f"answer {i} " + "words " * 10})
+    history.append({"role": "user", "content": "the latest question"})
+    before = [dict(m) for m in history]
+
+    openai_client.chat.completions.create(model="gpt-4o", messages=history)
+
+    sent = fake.requests[-1].body["messages"]
+    assert history == before
+    assert len(sent) < len(history)
+    assert sent[0] == history[0] and sent[-1] == history[-1]
+    assert telemetry.one_span().attributes[sc.COSTWARDEN_CONTEXT_TRIMMED_TOKENS] > 0
+
+
+def test_runaway_loop_guard(budgets, fake, openai_client):
+    budgets({"budgets": [{"name": "loop", "per": ["run_id"], "max_repeats": 3}]})
+    with attribute(run_id="loop-run"):
+        for _ in range(3):
+            openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        with pytest.raises(BudgetExceeded) as raised:
+            openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert raised.value.reason == "max_repeats"
+
+
+def test_reservations_never_leak_through_a_storm_of_faults(budgets, fake, openai_client, async_openai_client):
+    telemetry = budgets(
+        {
+            "budgets": [
+                {"name": "usd", "limit_usd": 100},
+                {"name": "one-run-only", "per": ["run_id"], "match": {"run_id": "doomed"}, "limit_calls": 0},
+            ]
+        }
+    )
+    processor = telemetry.processor
+
+    fake.inject(Fault("server_error"))
+    with pytest.raises(openai.InternalServerError):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    fake.inject(Fault("cut_stream", after_chunks=2))
+    with pytest.raises(Exception):  # noqa: B017 - whatever the SDK raises for a broken stream
+        list(openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+
+    with attribute(run_id="doomed"), pytest.raises(BudgetExceeded):  # vetoed by the other budget
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    def abandon() -> None:
+        stream = openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+        next(iter(stream))
+
+    abandon()
+    gc.collect()
+
+    async def cancelled() -> None:
+        fake.inject(Fault("slow", delay=2.0))
+        task = asyncio.create_task(async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+
+    fake.inject(Fault("slow", delay=2.0))
+    timeout_client = openai_client.with_options(timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        timeout_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    assert processor.in_flight() == 0
+    rows = _usd_status(processor, "usd")
+    assert len(rows) == 1
+    assert rows[0].reserved == 0
+    span_costs = sum(Decimal(str(s.attributes.get(sc.GEN_AI_USAGE_COST_AMOUNT, 0))) for s in telemetry.llm_spans())
+    assert rows[0].spent == pytest.approx(span_costs, abs=Decimal("1e-9"))
