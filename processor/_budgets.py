@@ -133,6 +133,11 @@ class Plan:
     strict: bool
     repeats: tuple[int, ...]
     valid_until: float
+    alert_next: list[int]
+    """Per counter, the index of the next ``alert_at`` threshold not announced yet (a hint: the
+    store's ``add_member`` decides who announces)."""
+    run_seen: list[bool]
+    """Per counter, whether this call key's run is known to have started (refuse new work)."""
 
 
 def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzinfo) -> Plan:
@@ -153,6 +158,8 @@ def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzin
         strict=any(b.strict for b in chosen),
         repeats=tuple(i for i, b in enumerate(chosen) if b.config.max_repeats is not None),
         valid_until=valid_until,
+        alert_next=[0] * len(chosen),
+        run_seen=[False] * len(chosen),
     )
 
 

@@ -74,12 +74,12 @@ active_guards: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
 class _Ticket:
     """One admitted call in flight: what it reserved, where, and the throttle slots it holds."""
 
-    __slots__ = ("budgets", "call", "foreign", "gates", "keys", "released", "rid")
+    __slots__ = ("call", "foreign", "gates", "keys", "plan", "released", "rid")
 
     def __init__(self, rid: str | None, plan: Plan | None, call: CallKey, *, foreign: bool = False) -> None:
         self.rid = rid
+        self.plan = plan
         self.keys = plan.keys if plan else ()
-        self.budgets = plan.budgets if plan else ()
         self.call = call
         self.foreign = foreign
         self.gates: list[Gate] = []
@@ -131,8 +131,6 @@ class BudgetSpanProcessor(SpanProcessor):
         self._frames: dict[int, tuple[Any, ...]] = {}
         self._foreign_open: dict[int, bool] = {}
         self._gates: dict[CounterKey, Gate] = {}
-        self._alert_next: dict[CounterKey, int] = {}
-        self._runs_seen: set[tuple[CounterKey, str]] = set()
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._seq = itertools.count()
@@ -422,10 +420,15 @@ class BudgetSpanProcessor(SpanProcessor):
             state = committed[index]
             fraction = budget.fraction(state)
             key = plan.keys[index]
-            if budget.config.refuse_new_work_at is not None and call[2] is not None:
+            if (
+                budget.config.refuse_new_work_at is not None
+                and call[2] is not None
+                and not plan.run_seen[index]
+            ):
                 self._refuse_new_work(span, budget, key, str(call[2]), fraction, state)
+                plan.run_seen[index] = True
             after = (state[0] + amount.usd, state[1] + amount.tokens, state[2] + amount.calls)
-            if budget.alert_at and self._alerts(budget, key, after, span):
+            if budget.alert_at and self._alerts(plan, index, after, span):
                 decision.take("alert", budget.name)
             if budget.limits is None and budget.config.has_limit and budget.over(after):
                 decision.take("warn", budget.name)
@@ -481,8 +484,6 @@ class BudgetSpanProcessor(SpanProcessor):
     def _refuse_new_work(
         self, span: Any, budget: Budget, key: CounterKey, run: str, fraction: float, state: Committed
     ) -> None:
-        if (key, run) in self._runs_seen:
-            return
         at = budget.config.refuse_new_work_at
         assert at is not None
         if fraction < at:
@@ -507,9 +508,6 @@ class BudgetSpanProcessor(SpanProcessor):
                     message=message,
                 ),
             )
-        if len(self._runs_seen) > _CACHE_LIMIT:
-            self._runs_seen.clear()
-        self._runs_seen.add((key, run))
 
     def _check_repeats(self, span: Any, plan: Plan, call: CallKey, fingerprint: int) -> None:
         member = f"{call[2] or ''}:{fingerprint:x}"
@@ -582,10 +580,11 @@ class BudgetSpanProcessor(SpanProcessor):
         return admission, []
 
     # -- alerts ----------------------------------------------------------------------------------------
-    def _alerts(self, budget: Budget, key: CounterKey, state: Committed, span: Any | None) -> bool:
+    def _alerts(self, plan: Plan, slot: int, state: Committed, span: Any | None) -> bool:
         """Fire each threshold ``state`` has reached and this counter has not announced yet; return
         whether one fired."""
-        start = self._alert_next.get(key, 0)
+        budget, key = plan.budgets[slot], plan.keys[slot]
+        start = plan.alert_next[slot]
         if start >= len(budget.alert_at):
             return False
         fired = False
@@ -597,10 +596,7 @@ class BudgetSpanProcessor(SpanProcessor):
                 self._fire_alert(budget, key, threshold, fraction, state, span)
                 fired = True
             index += 1
-        if index != start:
-            if len(self._alert_next) > _CACHE_LIMIT:
-                self._alert_next.clear()
-            self._alert_next[key] = index
+        plan.alert_next[slot] = index
         return fired
 
     def _fire_alert(
@@ -674,9 +670,11 @@ class BudgetSpanProcessor(SpanProcessor):
         finally:
             for gate in ticket.gates:
                 gate.release()
-        for budget, key, state in zip(ticket.budgets, ticket.keys, spent, strict=False):
-            if budget.alert_at:
-                self._alerts(budget, key, state, None)
+        plan = ticket.plan
+        if plan is not None:
+            for slot, state in enumerate(spent):
+                if plan.budgets[slot].alert_at:
+                    self._alerts(plan, slot, state, None)
         if not ticket.foreign:
             self._record(span, attrs, ticket.call, usage.input_tokens, usage.output_tokens, cost)
         elif cost is not None:
@@ -718,9 +716,9 @@ class BudgetSpanProcessor(SpanProcessor):
         if plan.keys:
             actual = Amounts(cost or Decimal(0), usage.input_tokens + usage.output_tokens, 1)
             spent = self.store.settle("", plan.keys, actual)
-            for budget, key, state in zip(plan.budgets, plan.keys, spent, strict=False):
-                if budget.alert_at:
-                    self._alerts(budget, key, state, None)
+            for slot, state in enumerate(spent):
+                if plan.budgets[slot].alert_at:
+                    self._alerts(plan, slot, state, None)
         if cost is not None:
             self.instruments.cost.add(float(cost), self._attributes(attrs, call)[1])
 
