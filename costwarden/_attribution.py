@@ -28,9 +28,7 @@ logger = logging.getLogger("costwarden")
 
 FIELDS: Final = ("agent", "workflow", "run_id", "user", "task")
 BAGGAGE_KEYS: Final[dict[str, str]] = {
-    "workflow": "gen_ai.workflow.name",
-    "run_id": "gen_ai.conversation.id",
-    "user": "user.id",
+    field: ATTRIBUTION_ATTRIBUTES[field] for field in ("workflow", "run_id", "user")
 }
 """The fields propagated to other processes, and the W3C baggage key each travels under."""
 MAX_LENGTH: Final = 256
@@ -47,12 +45,14 @@ def _clean(field: str, value: object) -> str:
     if not text:
         raise ValueError(f"attribute({field}=...) must not be empty")
     if len(text) > MAX_LENGTH:
-        logger.warning("costwarden: attribute(%s=...) is %d characters; kept the first %d", field, len(text), MAX_LENGTH)
+        logger.warning(
+            "costwarden: attribute(%s=...) is %d characters; kept the first %d", field, len(text), MAX_LENGTH
+        )
         text = text[:MAX_LENGTH]
     return text
 
 
-class attribute:  # noqa: N801 - used like a function: with attribute(...), @attribute(...)
+class attribute:
     """Attribute the LLM calls made inside to an agent, workflow, run, user and task.
 
     A context manager and a decorator (of sync and async functions). Nests: inner values override

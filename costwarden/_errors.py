@@ -11,7 +11,7 @@ __all__ = ["BudgetExceeded"]
 Unit = Literal["usd", "tokens", "calls"]
 
 
-class BudgetExceeded(Exception):  # noqa: N818 - the public name is part of the contract
+class BudgetExceeded(Exception):
     """A call was vetoed before it was sent, because it would pass a budget.
 
     Attributes:
@@ -50,11 +50,24 @@ class BudgetExceeded(Exception):  # noqa: N818 - the public name is part of the 
         return f"budget {self.budget!r} ({scope}) would be exceeded: {amount} of {limit} spent; call vetoed"
 
     def __reduce__(self):  # keep the fields across pickling (multiprocessing, task queues)
-        return (_rebuild, (self.budget, self.limit, self.spent, self.unit, self.scope, self.reason, str(self)))
+        return (
+            _rebuild,
+            (self.budget, self.limit, self.spent, self.unit, self.scope, self.reason, str(self)),
+        )
 
 
-def _rebuild(budget, limit, spent, unit, scope, reason, message):  # type: ignore[no-untyped-def]
-    return BudgetExceeded(budget, limit=limit, spent=spent, unit=unit, scope=scope, reason=reason, message=message)
+def _rebuild(
+    budget: str,
+    limit: Decimal | float | int,
+    spent: Decimal | float | int,
+    unit: Unit,
+    scope: Mapping[str, str],
+    reason: str,
+    message: str,
+) -> BudgetExceeded:
+    return BudgetExceeded(
+        budget, limit=limit, spent=spent, unit=unit, scope=scope, reason=reason, message=message
+    )
 
 
 def _format_amount(value: Decimal | float | int, unit: Unit) -> str:

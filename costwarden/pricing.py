@@ -101,14 +101,21 @@ class ModelPrices:
     _per_token: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        flat = all(not isinstance(p, _Tiered) for p in (self.input, self.output, self.cache_read, self.cache_write))
+        flat = all(
+            not isinstance(p, _Tiered) for p in (self.input, self.output, self.cache_read, self.cache_write)
+        )
         # The common case (no tiers, no separate reasoning price) is precomputed as whole pico-dollars
         # per token, so pricing a call is integer arithmetic and one exact conversion to Decimal.
         per_token = None
         if flat and self.reasoning is None:
             rates = [
                 _pico_per_token(price)
-                for price in (self.input, self.output, self.cache_read or self.input, self.cache_write or self.input)
+                for price in (
+                    self.input,
+                    self.output,
+                    self.cache_read or self.input,
+                    self.cache_write or self.input,
+                )
             ]
             if all(rate is not None for rate in rates):
                 per_token = tuple(rates)
@@ -152,7 +159,10 @@ class ModelPrices:
 
         def show(price: Price | None) -> Any:
             if isinstance(price, _Tiered):
-                return {"base": str(price.base), "tiers": [{"above": s, "price": str(p)} for s, p in price.tiers]}
+                return {
+                    "base": str(price.base),
+                    "tiers": [{"above": s, "price": str(p)} for s, p in price.tiers],
+                }
             return None if price is None else str(price)
 
         return {
@@ -179,7 +189,8 @@ def _from_override(model: str, values: Mapping[str, Any]) -> ModelPrices:
     unknown = set(values) - set(OVERRIDE_KEYS)
     if unknown:
         raise PriceError(
-            f"prices.{model}: unknown key(s) {sorted(unknown)}; expected some of {list(OVERRIDE_KEYS)} (USD per 1M tokens)"
+            f"prices.{model}: unknown key(s) {sorted(unknown)}; "
+            f"expected some of {list(OVERRIDE_KEYS)} (USD per 1M tokens)"
         )
     prices: dict[str, Decimal] = {}
     for key, value in values.items():
@@ -190,7 +201,9 @@ def _from_override(model: str, values: Mapping[str, Any]) -> ModelPrices:
         except ArithmeticError:
             raise PriceError(f"prices.{model}.{key}: {value!r} is not a number (USD per 1M tokens)") from None
         if not amount.is_finite() or amount < 0:
-            raise PriceError(f"prices.{model}.{key}: {value!r} must be a non-negative number (USD per 1M tokens)")
+            raise PriceError(
+                f"prices.{model}.{key}: {value!r} must be a non-negative number (USD per 1M tokens)"
+            )
         prices[key] = amount
     if "input" not in prices or "output" not in prices:
         raise PriceError(f"prices.{model}: both 'input' and 'output' are required (USD per 1M tokens)")
@@ -254,7 +267,9 @@ class PriceBook:
     """
 
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self._overrides = {name.lower(): _from_override(name, values) for name, values in (overrides or {}).items()}
+        self._overrides = {
+            name.lower(): _from_override(name, values) for name, values in (overrides or {}).items()
+        }
         self._cache: dict[tuple[str, str | None], tuple[ModelPrices | None, float]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -268,7 +283,9 @@ class PriceBook:
             return entry[0]
         return self._lookup(key, model, provider, now)
 
-    def _lookup(self, key: tuple[str, str | None], model: str, provider: str | None, now: float) -> ModelPrices | None:
+    def _lookup(
+        self, key: tuple[str, str | None], model: str, provider: str | None, now: float
+    ) -> ModelPrices | None:
         found = self._overrides.get(model.lower())
         if found is None:
             found = _resolve(model, provider)

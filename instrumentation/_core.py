@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from costwarden.instrumentation._safety import best_effort
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -26,7 +27,6 @@ from costwarden._attribution import attribution_attributes
 from costwarden._errors import BudgetExceeded
 from costwarden._state import get_processor
 from costwarden._types import Admission, CallRequest, Usage
-from costwarden.instrumentation._safety import best_effort
 from costwarden.pricing import get_price_book
 
 __all__ = [
@@ -122,7 +122,9 @@ class LLMCall:
 
     # -- start ---------------------------------------------------------------------------------
     @classmethod
-    def begin(cls, tracer: trace.Tracer, op: Operation, instance: Any, kwargs: dict[str, Any]) -> LLMCall | None:
+    def begin(
+        cls, tracer: trace.Tracer, op: Operation, instance: Any, kwargs: dict[str, Any]
+    ) -> LLMCall | None:
         """Start the span for a call, or return None when this call is not to be instrumented
         (instrumentation suppressed, already inside an instrumented call, or a costwarden bug)."""
         if not is_instrumentation_enabled() or otel_context.get_value(_IN_LLM_CALL):
@@ -255,7 +257,11 @@ class LLMCall:
         call = self.request.call
         book = get_price_book()
         cost = None
-        if isinstance(response_model, str) and response_model != call.model and book.knows(response_model, call.provider):
+        if (
+            isinstance(response_model, str)
+            and response_model != call.model
+            and book.knows(response_model, call.provider)
+        ):
             cost = book.cost(response_model, usage, call.provider)
         if cost is None:
             cost = book.cost(call.model, usage, call.provider)

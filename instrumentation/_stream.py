@@ -14,7 +14,6 @@ import weakref
 from typing import Any
 
 import wrapt
-
 from costwarden.instrumentation._core import LLMCall, StreamState
 from costwarden.instrumentation._safety import best_effort
 
@@ -35,7 +34,7 @@ def _finish_abandoned(call: LLMCall, state: StreamState) -> None:
     _finish(call, state, None)
 
 
-class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
+class _StreamProxyBase(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, call: LLMCall, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_call = call

@@ -14,7 +14,7 @@ from typing import Any
 
 from costwarden._types import Usage
 
-__all__ = ["UsageMap", "estimate_tokens", "read_path", "usage_from"]
+__all__ = ["UsageMap", "estimate_tokens", "input_token_bound", "read_path", "usage_from"]
 
 Path = str | tuple[str, ...]
 
@@ -38,10 +38,7 @@ def read_path(obj: Any, path: str) -> Any:
     for part in path.split("."):
         if obj is None:
             return None
-        if isinstance(obj, Mapping):
-            obj = obj.get(part)
-        else:
-            obj = getattr(obj, part, None)
+        obj = obj.get(part) if isinstance(obj, Mapping) else getattr(obj, part, None)
     return obj
 
 
@@ -87,4 +84,20 @@ def estimate_tokens(value: Any, _depth: int = 0) -> int:
         )
     if isinstance(value, list | tuple):
         return sum(estimate_tokens(v, _depth + 1) for v in value)
+    return 0
+
+
+def input_token_bound(value: Any, _depth: int = 0) -> int:
+    """An upper bound on the tokens in a request, for strict budgets: a token is at least one byte of
+    UTF-8 text, plus a few tokens of framing per message. Never below the real count."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8"))
+    if _depth > 6 or value is None:
+        return 0
+    if isinstance(value, Mapping):
+        return 8 + sum(input_token_bound(v, _depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return 4 + sum(input_token_bound(v, _depth + 1) for v in value)
+    if isinstance(value, int):
+        return 1  # a token id
     return 0

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import wrapt
-from opentelemetry import trace
-from opentelemetry.instrumentation.utils import unwrap
-
 from costwarden.instrumentation._core import LLMCall, Operation
 from costwarden.instrumentation._safety import best_effort
 from costwarden.instrumentation._stream import wrap_stream
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import unwrap
 
-__all__ = ["WrapTarget", "wrap_targets", "unwrap_targets"]
+__all__ = ["WrapTarget", "unwrap_targets", "wrap_targets"]
 
 logger = logging.getLogger("costwarden")
 
@@ -54,7 +53,9 @@ def wrap_targets(targets: Iterable[WrapTarget], tracer: trace.Tracer) -> list[Wr
     for target in targets:
         resolved = _resolve(target)
         if resolved is None:
-            logger.debug("costwarden: %s.%s.%s not found; not wrapped", target.module, target.cls, target.method)
+            logger.debug(
+                "costwarden: %s.%s.%s not found; not wrapped", target.module, target.cls, target.method
+            )
             continue
         owner, method = resolved
         if isinstance(method, wrapt.ObjectProxy):
@@ -78,7 +79,9 @@ def unwrap_targets(targets: Iterable[WrapTarget]) -> None:
 
 
 def _sync_wrapper(tracer: trace.Tracer, op: Operation) -> Callable[..., Any]:
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         call = LLMCall.begin(tracer, op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -97,7 +100,9 @@ def _sync_wrapper(tracer: trace.Tracer, op: Operation) -> Callable[..., Any]:
 
 
 def _async_wrapper(tracer: trace.Tracer, op: Operation) -> Callable[..., Any]:
-    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         call = LLMCall.begin(tracer, op, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
@@ -139,7 +144,7 @@ def _handle_raw(call: LLMCall, raw_response: Any, parse: Callable[[], Any]) -> A
     return _RawStreamResponse(raw_response, call)
 
 
-class _RawStreamResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+class _RawStreamResponse(wrapt.ObjectProxy):
     """A raw-response wrapper around a stream: ``.parse()`` hands out the counted stream."""
 
     def __init__(self, wrapped: Any, call: LLMCall) -> None:

@@ -13,15 +13,21 @@ from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from costwarden.instrumentation._core import RequestInfo, ResponseInfo
+from costwarden.instrumentation._usage import (
+    UsageMap,
+    estimate_tokens,
+    input_token_bound,
+    read_path,
+    usage_from,
+)
+from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
 from costwarden._types import CallRequest
-from costwarden.instrumentation._core import RequestInfo, ResponseInfo
-from costwarden.instrumentation._usage import UsageMap, estimate_tokens, read_path, usage_from
-from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
 
 __all__ = ["OpenAIInstrumentor", "provider_for_host"]
 
@@ -133,6 +139,7 @@ class _Operation:
         provider, attributes = _client_attributes(instance)
         model = str(_given(kwargs, "model") or "unknown")
         content = _given(kwargs, self.content_key)
+        tools = _given(kwargs, "tools")
         max_tokens = next((v for k in self.max_tokens_keys if (v := _given(kwargs, k)) is not None), None)
         attributes[sc.GEN_AI_OPERATION_NAME] = self.name
         attributes[sc.GEN_AI_REQUEST_MODEL] = model
@@ -145,9 +152,8 @@ class _Operation:
         stop = _given(kwargs, "stop")
         if stop is not None:
             attributes[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else list(stop)
-        estimate = estimate_tokens(content)
-        if self.extra_content_key:
-            estimate += estimate_tokens(_given(kwargs, self.extra_content_key))
+        extra = _given(kwargs, self.extra_content_key) if self.extra_content_key else None
+        estimate = estimate_tokens(content) + estimate_tokens(extra)
         if isinstance(content, list) and content and isinstance(content[0], int):
             estimate = len(content)  # embeddings or completions given token ids
         call = CallRequest(
@@ -157,6 +163,7 @@ class _Operation:
             estimated_input_tokens=estimate,
             max_output_tokens=int(max_tokens) if max_tokens is not None else None,
             stream=bool(_given(kwargs, "stream")),
+            max_input_tokens=input_token_bound(content) + input_token_bound(extra) + input_token_bound(tools),
             fingerprint=_fingerprint(model, content),
             messages=content if self.name == "chat" and self.content_key == "messages" else None,
         )
@@ -296,7 +303,9 @@ class _ResponsesStream:
         if self._final is not None:
             info = self._op.parse_response(self._final)
         else:
-            info = ResponseInfo(attributes=_response_attributes(self._first) if self._first is not None else {})
+            info = ResponseInfo(
+                attributes=_response_attributes(self._first) if self._first is not None else {}
+            )
         info.output_tokens_estimate = (self._chars + 3) // 4
         info.output_messages = None
         return info
@@ -326,7 +335,7 @@ def _targets() -> list[WrapTarget]:
     ]
 
 
-class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class OpenAIInstrumentor(BaseInstrumentor):
     """Instruments the openai SDK: every call becomes a priced, attributed GenAI span, admitted by
     costwarden's budget processor before it is sent.
 

@@ -14,6 +14,7 @@ from opentelemetry.trace import StatusCode
 from costwarden import BudgetExceeded, attribute
 from costwarden import semconv as sc
 from costwarden.testing import Fault
+from tests.test_openai_instrumentation import error_without_costwarden
 
 MESSAGES = [{"role": "user", "content": "Write one line about budgets."}]
 
@@ -26,7 +27,11 @@ def _usd_status(processor, budget):
 @pytest.mark.parametrize("operation", ["chat", "chat-stream", "responses", "responses-stream", "async-chat"])
 def test_downgrade_is_what_the_server_receives(budgets, fake, openai_client, async_openai_client, operation):
     telemetry = budgets(
-        {"budgets": [{"name": "tiny", "limit_usd": 1, "downgrade": {"at": 0.0, "to": {"gpt-4o": "gpt-4o-mini"}}}]}
+        {
+            "budgets": [
+                {"name": "tiny", "limit_usd": 1, "downgrade": {"at": 0.0, "to": {"gpt-4o": "gpt-4o-mini"}}}
+            ]
+        }
     )
     if operation == "chat":
         openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -49,19 +54,25 @@ def test_downgrade_is_what_the_server_receives(budgets, fake, openai_client, asy
 
 
 @pytest.mark.parametrize("mode", ["sync", "async", "stream"])
-def test_veto_sends_nothing_and_raises_budget_exceeded(budgets, fake, openai_client, async_openai_client, mode):
+def test_veto_sends_nothing_and_raises_budget_exceeded(
+    budgets, fake, openai_client, async_openai_client, mode
+):
     telemetry = budgets({"budgets": [{"name": "two-calls", "per": ["run_id"], "limit_calls": 2}]})
     with attribute(run_id="r-veto"):
         for _ in range(2):
             openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
         sent_before = len(fake.requests)
+        calls = {
+            "sync": lambda: openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES),
+            "stream": lambda: openai_client.chat.completions.create(
+                model="gpt-4o", messages=MESSAGES, stream=True
+            ),
+            "async": lambda: asyncio.run(
+                async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            ),
+        }
         with pytest.raises(BudgetExceeded) as raised:
-            if mode == "sync":
-                openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-            elif mode == "stream":
-                openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
-            else:
-                asyncio.run(async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+            calls[mode]()
 
     assert len(fake.requests) == sent_before, "a vetoed call must not reach the provider"
     exc = raised.value
@@ -90,7 +101,9 @@ def test_usd_limit_vetoes_and_other_runs_go_on(budgets, fake, openai_client):
 
 
 def test_alert_crossing_is_a_span_event(budgets, fake, openai_client):
-    telemetry = budgets({"budgets": [{"name": "watched", "limit_usd": 0.001, "alert_at": [0.5], "on_exceed": "warn"}]})
+    telemetry = budgets(
+        {"budgets": [{"name": "watched", "limit_usd": 0.001, "alert_at": [0.5], "on_exceed": "warn"}]}
+    )
     for _ in range(6):
         openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10)
     events = [e for s in telemetry.llm_spans() for e in s.events if e.name == sc.EVENT_BUDGET_THRESHOLD]
@@ -129,7 +142,8 @@ def test_trim_context_sends_fewer_turns_and_leaves_the_apps_list_alone(budgets, 
     sent = fake.requests[-1].body["messages"]
     assert history == before
     assert len(sent) < len(history)
-    assert sent[0] == history[0] and sent[-1] == history[-1]
+    assert sent[0] == history[0]
+    assert sent[-1] == history[-1]
     assert telemetry.one_span().attributes[sc.COSTWARDEN_CONTEXT_TRIMMED_TOKENS] > 0
 
 
@@ -158,9 +172,12 @@ def test_reservations_never_leak_through_a_storm_of_faults(budgets, fake, openai
     with pytest.raises(openai.InternalServerError):
         openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
-    fake.inject(Fault("cut_stream", after_chunks=2))
-    with pytest.raises(Exception):  # noqa: B017 - whatever the SDK raises for a broken stream
+    def cut_stream() -> None:
+        fake.inject(Fault("cut_stream", after_chunks=2))
         list(openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+
+    with pytest.raises(error_without_costwarden(cut_stream)):
+        cut_stream()
 
     with attribute(run_id="doomed"), pytest.raises(BudgetExceeded):  # vetoed by the other budget
         openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -174,7 +191,9 @@ def test_reservations_never_leak_through_a_storm_of_faults(budgets, fake, openai
 
     async def cancelled() -> None:
         fake.inject(Fault("slow", delay=2.0))
-        task = asyncio.create_task(async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+        task = asyncio.create_task(
+            async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        )
         await asyncio.sleep(0.3)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -193,5 +212,33 @@ def test_reservations_never_leak_through_a_storm_of_faults(budgets, fake, openai
     rows = _usd_status(processor, "usd")
     assert len(rows) == 1
     assert rows[0].reserved == 0
-    span_costs = sum(Decimal(str(s.attributes.get(sc.GEN_AI_USAGE_COST_AMOUNT, 0))) for s in telemetry.llm_spans())
+    span_costs = sum(
+        Decimal(str(s.attributes.get(sc.GEN_AI_USAGE_COST_AMOUNT, 0))) for s in telemetry.llm_spans()
+    )
     assert rows[0].spent == pytest.approx(span_costs, abs=Decimal("1e-9"))
+
+
+def test_strict_budget_never_overspends_under_concurrent_sdk_calls(budgets, fake, openai_client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    telemetry = budgets({"budgets": [{"name": "strict", "limit_usd": 0.004, "strict": True}]})
+
+    def call(i: int) -> str:
+        try:
+            with attribute(agent=f"worker-{i % 4}"):
+                openai_client.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hello " * (i % 7 + 1)}], max_tokens=30
+                )
+            return "ok"
+        except BudgetExceeded:
+            return "vetoed"
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(call, range(64)))
+
+    assert "ok" in outcomes
+    assert "vetoed" in outcomes
+    (row,) = _usd_status(telemetry.processor, "strict")
+    assert row.reserved == 0
+    assert row.spent <= Decimal("0.004")
+    assert len(fake.requests) == outcomes.count("ok")

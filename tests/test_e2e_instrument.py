@@ -100,7 +100,9 @@ APP = textwrap.dedent(
             await aclient.chat.completions.create(model="gpt-4o-mini", messages=messages)
         asyncio.run(go())
 
-        stream = client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=300, stream=True)
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=messages, max_tokens=300, stream=True
+        )
         next(iter(stream))
         del stream
         gc.collect()
@@ -153,7 +155,9 @@ CONFIG = textwrap.dedent(
 )
 
 
-def _run_app(tmp_path: Path, fake: Any, env: dict[str, str], config: str = CONFIG) -> subprocess.CompletedProcess[str]:
+def _run_app(
+    tmp_path: Path, fake: Any, env: dict[str, str], config: str = CONFIG
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "child.py").write_text(CHILD)
     (tmp_path / "costwarden.yaml").write_text(config)
@@ -214,7 +218,11 @@ def test_unchanged_app_under_opentelemetry_instrument(tmp_path, fake, receiver, 
     assert embedding["name"] == "embeddings text-embedding-3-small"
 
     sub = child[0]["attributes"]
-    assert (sub["gen_ai.workflow.name"], sub["gen_ai.conversation.id"], sub["user.id"]) == ("trip", "run-42", "ana")
+    assert (sub["gen_ai.workflow.name"], sub["gen_ai.conversation.id"], sub["user.id"]) == (
+        "trip",
+        "run-42",
+        "ana",
+    )
     assert "gen_ai.agent.name" not in sub
 
     vetoes = [s for s in parent if s["attributes"].get("costwarden.budget.decision") == "veto"]

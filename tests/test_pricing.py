@@ -31,7 +31,11 @@ def genai(model: str, usage: Usage, provider: str | None = None) -> Decimal:
         ("gpt-4o", "openai", Usage(1000, 200, cache_read_tokens=500)),
         ("gpt-4o-mini", None, Usage(12_345, 678)),
         ("gpt-4o-2024-08-06", "openai", Usage(2000, 100)),
-        ("claude-sonnet-4-5", "anthropic", Usage(250_000, 1000, cache_read_tokens=1000, cache_write_tokens=2000)),
+        (
+            "claude-sonnet-4-5",
+            "anthropic",
+            Usage(250_000, 1000, cache_read_tokens=1000, cache_write_tokens=2000),
+        ),
         ("claude-3-5-haiku-latest", "anthropic", Usage(4000, 300, cache_write_tokens=1000)),
         ("gemini-2.5-pro", "google", Usage(300_000, 5000, cache_read_tokens=10_000)),
         ("gemini-2.5-pro", "google", Usage(100_000, 5000)),
@@ -64,7 +68,12 @@ def test_tiered_long_context_price_applies_above_the_threshold():
 
 
 def test_override_wins_and_additions_price_unknown_models():
-    book = PriceBook({"gpt-4o": {"input": 1, "output": 2}, "my-finetune": {"input": 3.0, "output": 12.0, "cache_read": 0.3}})
+    book = PriceBook(
+        {
+            "gpt-4o": {"input": 1, "output": 2},
+            "my-finetune": {"input": 3.0, "output": 12.0, "cache_read": 0.3},
+        }
+    )
     assert book.cost("gpt-4o", Usage(1_000_000, 1_000_000)).amount == Decimal(3)
     cost = book.cost("MY-FINETUNE", Usage(2_000_000, 1_000_000, cache_read_tokens=1_000_000))
     assert cost == (Decimal("3.0") + Decimal("0.3") + Decimal("12.0"), "config")
@@ -97,7 +106,9 @@ def test_unknown_model_returns_none_and_warns_once(caplog):
 
 
 def test_estimate_prices_input_and_output():
-    assert PriceBook().estimate("gpt-4o", 1000, 100, "openai") == (1000 * Decimal("2.5") + 100 * Decimal(10)) / M
+    assert (
+        PriceBook().estimate("gpt-4o", 1000, 100, "openai") == (1000 * Decimal("2.5") + 100 * Decimal(10)) / M
+    )
 
 
 def test_cache_is_bounded():

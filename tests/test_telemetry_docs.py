@@ -33,9 +33,15 @@ def test_every_name_in_semconv_is_documented():
 
 def test_every_documented_name_exists_in_semconv():
     unknown = _documented_names() - _emitted_names()
-    assert not unknown, f"docs/telemetry.md names these, which costwarden/semconv.py does not: {sorted(unknown)}"
+    assert not unknown, (
+        f"docs/telemetry.md names these, which costwarden/semconv.py does not: {sorted(unknown)}"
+    )
 
 
 def test_every_metric_has_a_unit():
-    metrics = [v for k, v in vars(semconv).items() if k.startswith("METRIC_") and not k.startswith("METRIC_ATTR") and isinstance(v, str)]
+    metrics = [
+        v
+        for k, v in vars(semconv).items()
+        if k.startswith("METRIC_") and not k.startswith("METRIC_ATTR") and isinstance(v, str)
+    ]
     assert set(metrics) == set(semconv.METRIC_UNITS)

@@ -9,8 +9,8 @@ With ``--loop`` it keeps running workflows (for the docker-compose stack), expor
 from __future__ import annotations
 
 import argparse
-import logging
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -54,7 +54,9 @@ class _Agents:
                 {"role": "user", "content": prompt},
             ]
             if not stream:
-                reply = self.client.chat.completions.create(model=model, messages=messages, max_tokens=self.max_tokens)
+                reply = self.client.chat.completions.create(
+                    model=model, messages=messages, max_tokens=self.max_tokens
+                )
                 return reply.choices[0].message.content or ""
             parts = []
             chunks = self.client.chat.completions.create(
@@ -74,7 +76,11 @@ def _run_workflow(agents: _Agents, topic: str, run_id: str) -> None:
         notes = []
         for part in range(3):
             try:
-                notes.append(agents.ask("researcher", "gpt-4o", f"Research part {part + 1} of: {plan[:200]}" + _context(60)))
+                notes.append(
+                    agents.ask(
+                        "researcher", "gpt-4o", f"Research part {part + 1} of: {plan[:200]}" + _context(60)
+                    )
+                )
                 _step("researcher", f"researched part {part + 1}")
             except BudgetExceeded as exc:
                 _veto("researcher", exc)
@@ -82,13 +88,17 @@ def _run_workflow(agents: _Agents, topic: str, run_id: str) -> None:
         # A flaky tool makes the researcher resend the same request: the loop guard stops it.
         for attempt in itertools.count(1):
             try:
-                agents.ask("researcher", "gpt-4o-mini", "Fetch the latest figures for the appendix. " + _context(10))
+                agents.ask(
+                    "researcher", "gpt-4o-mini", "Fetch the latest figures for the appendix. " + _context(10)
+                )
                 _step("researcher", f"retry loop, attempt {attempt} (the tool keeps failing)")
             except BudgetExceeded as exc:
                 _veto("researcher", exc)
                 break
         try:
-            agents.ask("writer", "gpt-4o", "Write the brief from these notes: " + " ".join(notes)[:4000], stream=True)
+            agents.ask(
+                "writer", "gpt-4o", "Write the brief from these notes: " + " ".join(notes)[:4000], stream=True
+            )
             _step("writer", "wrote the brief (streamed)")
             agents.ask("writer", "gpt-4o", "Polish the brief and add a summary. " + _context(80))
             _step("writer", "polished the brief")
@@ -122,7 +132,10 @@ class _DowngradeNotice(SimpleSpanProcessor):
         if original and attributes.get(sc.COSTWARDEN_BUDGET_DECISION) != "veto":
             agent = attributes.get(sc.GEN_AI_AGENT_NAME, "?")
             model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
-            console.print(f"  [cyan]DOWNGRADE[/] {agent}: {original} -> {model} (budget {attributes.get(sc.COSTWARDEN_BUDGET_NAME)!r})")
+            console.print(
+                f"  [cyan]DOWNGRADE[/] {agent}: {original} -> {model} "
+                f"(budget {attributes.get(sc.COSTWARDEN_BUDGET_NAME)!r})"
+            )
 
 
 def demo_config() -> dict[str, Any]:
@@ -155,11 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).propagate = False
     config = args.config or demo_config()
     if args.ledger:
-        config = {**config, "ledger": {"enabled": True, "path": args.ledger}} if isinstance(config, dict) else config
+        config = (
+            {**config, "ledger": {"enabled": True, "path": args.ledger}}
+            if isinstance(config, dict)
+            else config
+        )
     exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider() if args.loop else TracerProvider()
-    if not isinstance(provider, TracerProvider):
-        provider = None  # --loop without an SDK provider: configure() builds one from OTEL_* variables
+    current = trace.get_tracer_provider()
+    provider: TracerProvider | None = TracerProvider()
+    if args.loop:  # export with OTEL_* settings; configure() builds an SDK provider if there is none
+        provider = current if isinstance(current, TracerProvider) else None
     if provider is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         provider.add_span_processor(_DowngradeNotice())
