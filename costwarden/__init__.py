@@ -1,10 +1,12 @@
 """costwarden: a budget on every LLM call, and where the money went.
 
+Usage::
+
     import costwarden
 
-    costwarden.configure("costwarden.yaml")          # or run under `opentelemetry-instrument`
+    costwarden.configure("costwarden.yaml")  # or run under `opentelemetry-instrument`
     with costwarden.attribute(agent="researcher", workflow="brief", run_id=run.id):
-        client.chat.completions.create(...)        # priced, attributed, admitted by the budgets
+        client.chat.completions.create(...)  # priced, attributed, admitted by the budgets
 """
 
 from costwarden._attribution import attribute, current_attribution

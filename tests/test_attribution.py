@@ -6,8 +6,8 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 
 import pytest
 from opentelemetry import baggage, propagate
@@ -20,7 +20,12 @@ from costwarden._attribution import attribution_attributes
 def test_nesting_inner_overrides_outer_and_none_keeps_outer():
     with attribute(workflow="brief", run_id="r-1", agent="planner"):
         with attribute(agent="writer", task="t-9"):
-            assert current_attribution() == {"workflow": "brief", "run_id": "r-1", "agent": "writer", "task": "t-9"}
+            assert current_attribution() == {
+                "workflow": "brief",
+                "run_id": "r-1",
+                "agent": "writer",
+                "task": "t-9",
+            }
         assert current_attribution() == {"workflow": "brief", "run_id": "r-1", "agent": "planner"}
     assert current_attribution() == {}
 
@@ -95,12 +100,21 @@ def test_workflow_run_and_user_travel_in_baggage_agent_and_task_do_not():
     with attribute(agent="a", workflow="w", run_id="r", user="u", task="t"):
         propagate.inject(headers)
     ctx = propagate.extract(headers)
-    assert baggage.get_all(ctx) == {"gen_ai.workflow.name": "w", "gen_ai.conversation.id": "r", "user.id": "u"}
+    assert baggage.get_all(ctx) == {
+        "gen_ai.workflow.name": "w",
+        "gen_ai.conversation.id": "r",
+        "user.id": "u",
+    }
     token = otel_context.attach(ctx)
     try:
         assert current_attribution() == {"workflow": "w", "run_id": "r", "user": "u"}
         with attribute(agent="sub-agent"):
-            assert current_attribution() == {"workflow": "w", "run_id": "r", "user": "u", "agent": "sub-agent"}
+            assert current_attribution() == {
+                "workflow": "w",
+                "run_id": "r",
+                "user": "u",
+                "agent": "sub-agent",
+            }
     finally:
         otel_context.detach(token)
 
@@ -118,5 +132,7 @@ def test_attribution_crosses_a_process_boundary():
         print(json.dumps(dict(current_attribution())))
         """
     )
-    out = subprocess.run([sys.executable, "-c", child, json.dumps(headers)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", child, json.dumps(headers)], capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout) == {"workflow": "w-remote", "run_id": "r-remote", "user": "u-remote"}
