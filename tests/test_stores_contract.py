@@ -159,15 +159,7 @@ def test_add_member_counts_sightings(store: BudgetStore) -> None:
     assert store.add_member(RUN, "runs", "r-2|x,y=z") == 1
 
 
-def test_reservations_expire_after_their_ttl(store: BudgetStore, request: pytest.FixtureRequest) -> None:
-    if hasattr(store, "test_clock"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=False,
-                reason="MemoryStore sweeps expired reservations only after a successful reserve, so "
-                "expired reservations that fill a budget are never swept",
-            )
-        )
+def test_reservations_expire_after_their_ttl(store: BudgetStore) -> None:
     limit = [Limits(calls=1)]
     assert store.reserve("short", [RUN, DAY], CALL, [Limits(calls=1), None], ttl=0.2).ok
     assert not store.reserve("blocked", [RUN], CALL, limit, ttl=60).ok
