@@ -18,6 +18,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from costwarden._state import get_processor, set_processor
@@ -169,6 +170,8 @@ def _instrument_all(provider: TracerProvider) -> None:
             continue
         try:
             instrumentor = entry_point.load()()
+            if get_dependency_conflicts(instrumentor.instrumentation_dependencies()) is not None:
+                continue  # that SDK or framework is not installed (or too old): nothing to instrument
             if not instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.instrument(tracer_provider=provider, skip_setup=True)
         except Exception as exc:  # one SDK failing to instrument must not stop the others

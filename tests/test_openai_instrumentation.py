@@ -23,6 +23,9 @@ from costwarden._attribution import attribute
 from costwarden.testing import Fault
 
 OPENAI_MAJOR = int(openai.__version__.split(".")[0])
+needs_responses_api = pytest.mark.skipif(
+    not hasattr(openai.OpenAI, "responses"), reason=f"openai {openai.__version__} has no Responses API"
+)
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Name three rivers in Europe and say one thing about each."},
@@ -283,7 +286,11 @@ def test_with_streaming_response(telemetry, fake, openai_client):
 
 
 def test_chat_stream_helper(telemetry, fake, openai_client):
-    with openai_client.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:
+    # openai < 1.5x has the helper under client.beta
+    stream_helper = (
+        getattr(openai_client.chat.completions, "stream", None) or openai_client.beta.chat.completions.stream
+    )
+    with stream_helper(model="gpt-4o", messages=MESSAGES) as stream:
         for _ in stream:
             pass
         final = stream.get_final_completion()
@@ -303,6 +310,7 @@ def test_chat_parse(telemetry, fake, openai_client):
     assert telemetry.one_span().attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == completion.usage.prompt_tokens
 
 
+@needs_responses_api
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_responses_api(telemetry, fake, openai_client, async_openai_client, mode, stream):
@@ -329,6 +337,7 @@ def test_responses_api(telemetry, fake, openai_client, async_openai_client, mode
     )
 
 
+@needs_responses_api
 def test_responses_stream_helper(telemetry, fake, openai_client):
     with openai_client.responses.stream(model="gpt-4o-mini", input="Say hi.") as stream:
         for _ in stream:
@@ -339,8 +348,8 @@ def test_responses_stream_helper(telemetry, fake, openai_client):
 
 def test_reasoning_and_cached_tokens(telemetry, fake, openai_client):
     long_prompt = [{"role": "user", "content": "context " * 3000}]
-    openai_client.chat.completions.create(model="o3-mini", messages=long_prompt, max_completion_tokens=64)
-    openai_client.chat.completions.create(model="o3-mini", messages=long_prompt, max_completion_tokens=64)
+    openai_client.chat.completions.create(model="o3-mini", messages=long_prompt, max_tokens=64)
+    openai_client.chat.completions.create(model="o3-mini", messages=long_prompt, max_tokens=64)
 
     first, second = telemetry.llm_spans()
     usage = fake.requests[-1].usage
