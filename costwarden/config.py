@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from costwarden.stores import StoreURLError, parse_store_url
+
 __all__ = [
     "ATTRIBUTION_FIELDS",
     "BudgetConfig",
@@ -218,10 +220,10 @@ class CostwardenConfig(_Model):
     @field_validator("store")
     @classmethod
     def _store_url(cls, value: str) -> str:
-        if value != "memory" and not re.match(r"(sqlite|redis|rediss|redis\+sentinel)://", value):
-            raise ValueError(
-                "is not a store: expected memory, sqlite:///path/budgets.db or redis://host:port/db"
-            )
+        try:
+            parse_store_url(value)
+        except StoreURLError as exc:
+            raise ValueError(f"is not a store: {exc.problem}") from None
         return value
 
     @field_validator("timezone")

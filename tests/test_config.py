@@ -199,3 +199,31 @@ def test_every_key_is_documented() -> None:
 
     missing = sorted(k for k in keys(CostwardenConfig) if f"`{k}`" not in doc)
     assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory",
+        "sqlite:///budgets.db",
+        "redis://127.0.0.1:6379/0",
+        "rediss://h:6380/0",
+        "redis+sentinel://h:26379/svc/0",
+        "rediss+sentinel://h:26379/svc/0",
+        "redis+cluster://h:6379",
+        "rediss+cluster://h:6379",
+        "mongodb://x",
+        "sqlite://relative.db",
+        "dynamo",
+    ],
+)
+def test_config_and_open_store_agree_on_store_urls(url: str) -> None:
+    from costwarden.stores import StoreURLError, parse_store_url
+
+    try:
+        parse_store_url(url)
+    except StoreURLError:
+        with pytest.raises(ConfigError, match=r"^store: .* is not a store: expected"):
+            load_config({"store": url})
+    else:
+        assert load_config({"store": url}).store == url

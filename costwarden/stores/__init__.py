@@ -14,7 +14,7 @@ queues settlements in memory, to apply them when the store is back (see :mod:`._
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from costwarden.stores._base import (
     Amounts,
@@ -37,13 +37,17 @@ __all__ = [
     "Limits",
     "ReserveResult",
     "ResilientStore",
+    "StoreURL",
+    "StoreURLError",
     "StoreUnavailable",
     "open_store",
+    "parse_store_url",
 ]
 
 DEFAULT_TIMEOUT = 0.05
 _SQLITE_MIN_BUSY = 1.0
 _REDIS_SCHEMES = {"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
+_SQLITE_FORMS = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
 _ACCEPTED = (
     "memory, sqlite:///path/budgets.db, redis://host:6379/0, rediss://…, redis+sentinel://host:26379/"
     "service/0 or redis+cluster://host:6379"
@@ -53,6 +57,38 @@ _ACCEPTED = (
 class _StoreConfig(Protocol):
     store: str
     store_timeout: float
+
+
+class StoreURLError(ValueError):
+    """A ``store:`` URL no store accepts. ``problem`` says what was expected without quoting the URL
+    (it may hold a password)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+class StoreURL(NamedTuple):
+    """A ``store:`` URL, parsed: which store it names, and the URL (or, for SQLite, the path)."""
+
+    kind: Literal["memory", "sqlite", "redis"]
+    url: str
+    path: str = ""
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Which store ``url`` names: the one place that decides what a valid ``store:`` URL is (the
+    config validates with it, :func:`open_store` opens by it). Raises :class:`StoreURLError`."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else url.strip().lower()
+    if scheme == "memory":
+        return StoreURL("memory", url)
+    if scheme == "sqlite":
+        return StoreURL("sqlite", url, _sqlite_path(url))
+    if scheme in _REDIS_SCHEMES:
+        return StoreURL("redis", url)
+    shown = f"{scheme}://…" if "://" in url else repr(scheme)
+    problem = f"expected {_ACCEPTED}"
+    raise StoreURLError(f"store {shown} is not supported: {problem}", problem)
 
 
 def open_store(
@@ -73,41 +109,38 @@ def open_store(
     if not isinstance(url, str):
         config = url
         url, timeout = config.store, config.store_timeout
-    scheme = url.split("://", 1)[0].lower() if "://" in url else url.strip().lower()
-    if scheme == "memory":
+    parsed = parse_store_url(url)
+    if parsed.kind == "memory":
         from costwarden.stores.memory import MemoryStore
 
         return MemoryStore()
     inner: Any
-    if scheme == "sqlite":
+    if parsed.kind == "sqlite":
         from costwarden.stores.sqlite import SqliteStore
 
-        inner = SqliteStore(_sqlite_path(url), busy_timeout=max(timeout, _SQLITE_MIN_BUSY))
+        inner = SqliteStore(parsed.path, busy_timeout=max(timeout, _SQLITE_MIN_BUSY))
         name = f"sqlite store {inner.path}"
-    elif scheme in _REDIS_SCHEMES:
+    else:
         try:
             from costwarden.stores.redis import RedisStore
         except ImportError as exc:
+            scheme = url.split("://", 1)[0]
             raise ValueError(
                 f"store {scheme}://…: needs the redis client: pip install 'costwarden[redis]' ({exc})"
             ) from None
         inner = RedisStore.from_url(url, timeout=timeout)
         name = inner.name
-    else:
-        shown = f"{scheme}://…" if "://" in url else repr(scheme)
-        raise ValueError(f"store {shown} is not supported: expected {_ACCEPTED}")
     return ResilientStore(inner, retry_interval=retry_interval, pending_limit=pending_limit, name=name)
 
 
 def _sqlite_path(url: str) -> str:
     """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``; ``~`` expanded later."""
-    rest = url.split("://", 1)[1]
+    rest = url.split("://", 1)[1] if "://" in url else ""
     if not rest.startswith("/") or rest == "/":
-        raise ValueError(
-            f"store {url!r}: expected sqlite:///relative/path.db or sqlite:////absolute/path.db "
-            "(three slashes, then the path)"
-        )
+        problem = f"expected {_SQLITE_FORMS} (three slashes, then the path)"
+        raise StoreURLError(f"store {url!r}: {problem}", problem)
     path = rest[1:].split("?", 1)[0]
     if not path:
-        raise ValueError(f"store {url!r}: the path of the database file is missing")
+        problem = "the path of the database file is missing"
+        raise StoreURLError(f"store {url!r}: {problem}", problem)
     return path
