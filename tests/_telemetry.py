@@ -66,9 +66,28 @@ def stop_telemetry() -> None:
     from costwarden.instrumentation.openai import OpenAIInstrumentor
 
     OpenAIInstrumentor().uninstrument()
+    _uninstrument_optional(
+        "costwarden.instrumentation.google_genai:GoogleGenAIInstrumentor",
+        "costwarden.instrumentation.bedrock:BedrockInstrumentor",
+        "costwarden.instrumentation.cohere:CohereInstrumentor",
+    )
     previous = set_processor(None)
     if previous is not None:
         previous.shutdown()
+
+
+def _uninstrument_optional(*targets: str) -> None:
+    """Uninstrument instrumentors whose SDK may not be installed in this environment."""
+    import importlib
+
+    for target in targets:
+        module, _, name = target.partition(":")
+        try:
+            instrumentor = getattr(importlib.import_module(module), name)()
+        except ImportError:
+            continue
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
 
 
 @pytest.fixture

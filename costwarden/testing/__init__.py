@@ -19,7 +19,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from costwarden.testing import _openai
+from costwarden.testing import _gemini, _openai
 from costwarden.testing._server import (
     Fault,
     FaultKind,
@@ -45,6 +45,7 @@ __all__ = [
 def _default_router() -> Router:
     router = Router()
     _openai.register(router)
+    _gemini.register(router)
     return router
 
 

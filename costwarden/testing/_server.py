@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol, overload
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from costwarden.testing._tokens import PromptCache
 
@@ -260,10 +260,12 @@ class RecordedRequest:
 
     @property
     def model(self) -> str | None:
-        """The model the client asked for: the body's ``model`` or the Azure deployment in the path."""
+        """The model the client asked for: the body's ``model``, the Azure deployment in the path, or
+        the model in the path (Gemini, Bedrock)."""
         if isinstance(self.body, dict) and isinstance(self.body.get("model"), str):
             return self.body["model"]
-        return self.params.get("deployment")
+        in_path = self.params.get("deployment") or self.params.get("model")
+        return unquote(in_path) if in_path is not None else None
 
 
 class RequestLog(Sequence[RecordedRequest]):

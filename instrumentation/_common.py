@@ -1,0 +1,69 @@
+"""Small reading helpers more than one SDK module needs (server address, request parameters, plain
+data from SDK model objects, response id and model)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from costwarden.instrumentation._usage import read_path
+from opentelemetry.util.types import AttributeValue
+
+from costwarden import semconv as sc
+
+__all__ = ["as_plain", "numeric_params", "response_attributes", "server_attributes"]
+
+
+@lru_cache(maxsize=256)
+def _host_port(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None
+    return parts.hostname or "", parts.port or default
+
+
+def server_attributes(url: str | None) -> dict[str, AttributeValue]:
+    """``server.address`` and ``server.port`` of an endpoint URL (cached; empty for no URL)."""
+    if not url:
+        return {}
+    host, port = _host_port(str(url))
+    attributes: dict[str, AttributeValue] = {}
+    if host:
+        attributes[sc.SERVER_ADDRESS] = host
+    if port:
+        attributes[sc.SERVER_PORT] = port
+    return attributes
+
+
+def numeric_params(source: Any, params: Mapping[str, str]) -> dict[str, AttributeValue]:
+    """Span attributes for the numeric request parameters in ``source`` (a mapping or an SDK
+    object): ``params`` maps a dotted path in ``source`` to its attribute name."""
+    attributes: dict[str, AttributeValue] = {}
+    for path, attribute in params.items():
+        value = read_path(source, path)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            attributes[attribute] = value
+    return attributes
+
+
+def as_plain(value: Any, _depth: int = 0) -> Any:
+    """``value`` with SDK model objects (pydantic) turned into plain dicts, for token estimates."""
+    if _depth > 6:
+        return None
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(exclude_none=True)
+    if isinstance(value, list | tuple):
+        return [as_plain(v, _depth + 1) for v in value]
+    return value
+
+
+def response_attributes(response_id: Any, model: Any) -> dict[str, AttributeValue]:
+    """``gen_ai.response.id`` and ``gen_ai.response.model`` where they are strings."""
+    attributes: dict[str, AttributeValue] = {}
+    if isinstance(response_id, str) and response_id:
+        attributes[sc.GEN_AI_RESPONSE_ID] = response_id
+    if isinstance(model, str) and model:
+        attributes[sc.GEN_AI_RESPONSE_MODEL] = model
+    return attributes
