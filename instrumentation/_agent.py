@@ -116,11 +116,17 @@ def agent_scope(tracer: trace.Tracer, **kwargs: Any) -> Iterator[AgentScope]:
     scope.exit()
 
 
-def enrich_agent_span(span: Any, *, agent: str | None = None, workflow: str | None = None, run_id: str | None = None) -> None:
+def enrich_agent_span(
+    span: Any, *, agent: str | None = None, workflow: str | None = None, run_id: str | None = None
+) -> None:
     """Add costwarden's attribution to a span a framework made itself (autogen-core, PydanticAI)."""
     with best_effort("enriching an agent span"):
         if not span.is_recording():
             return
-        for key, value in ((sc.GEN_AI_AGENT_NAME, agent), (sc.GEN_AI_WORKFLOW_NAME, workflow), (sc.GEN_AI_CONVERSATION_ID, run_id)):
+        for key, value in (
+            (sc.GEN_AI_AGENT_NAME, agent),
+            (sc.GEN_AI_WORKFLOW_NAME, workflow),
+            (sc.GEN_AI_CONVERSATION_ID, run_id),
+        ):
             if value:
                 span.set_attribute(key, value)
