@@ -8,23 +8,25 @@ come from :mod:`costwarden.instrumentation._agent`.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
+import inspect
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import wrapt
-from costwarden.instrumentation._agent import agent_scope, new_run_id
-from costwarden.instrumentation._safety import best_effort
-from costwarden.instrumentation._wrap import _is_async
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from costwarden._attribution import current_attribution
+from costwarden.instrumentation._agent import AgentScope, agent_scope, new_run_id
+from costwarden.instrumentation._safety import best_effort
+from costwarden.instrumentation._wrap import _is_async
 
 __all__ = [
     "ContextHook",
@@ -130,6 +132,8 @@ def wrap_hooks(hooks: Iterable[Hook], tracer: trace.Tracer) -> list[Hook]:
             continue  # never instrument twice
         if isinstance(hook, ContextHook):
             wrapper = _context_wrapper(hook)
+        elif inspect.isasyncgenfunction(inspect.unwrap(method)):
+            wrapper = _async_gen_wrapper(tracer, hook)
         else:
             wrapper = (_async_wrapper if _is_async(method) else _sync_wrapper)(tracer, hook)
         wrapt.wrap_function_wrapper(owner, hook.method, wrapper)
@@ -202,3 +206,47 @@ def _context_wrapper(hook: ContextHook) -> Callable[..., Any]:
             otel_context.detach(token)
 
     return wrapper
+
+
+def _async_gen_wrapper(tracer: trace.Tracer, hook: ScopeHook) -> Callable[..., Any]:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        scope = _read(hook, instance, args, kwargs)
+        if scope is None:
+            return wrapped(*args, **kwargs)
+        return _scoped_async_gen(tracer, scope, wrapped(*args, **kwargs))
+
+    return wrapper
+
+
+async def _scoped_async_gen(tracer: trace.Tracer, spec: Mapping[str, Any], agen: Any) -> AsyncIterator[Any]:
+    """Runs each step of ``agen`` inside the scope, not the consumer's code between items: the scope's
+    context lives in a context of its own, attached around each step (and so inherited by tasks the
+    generator starts)."""
+    holder = contextvars.copy_context()
+    scope: AgentScope = holder.run(lambda: AgentScope(tracer, **spec).enter())
+    ctx = holder.run(otel_context.get_current)
+    error: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(ctx)
+            try:
+                item = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                otel_context.detach(token)
+            yield item
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        token = otel_context.attach(ctx)
+        try:
+            await agen.aclose()
+        finally:
+            otel_context.detach(token)
+            holder.run(scope.exit, error)

@@ -13,10 +13,9 @@ import pytest
 
 autogen = pytest.importorskip("autogen", reason="the classic autogen API ships with ag2 0.x")
 
-from costwarden.instrumentation.ag2 import AG2Instrumentor  # noqa: E402
-
 from costwarden import BudgetExceeded, attribute  # noqa: E402
 from costwarden import semconv as sc  # noqa: E402
+from costwarden.instrumentation.ag2 import AG2Instrumentor  # noqa: E402
 from tests.frameworks._common import (  # noqa: E402
     PER_AGENT_TOTALS,
     attr,

@@ -1,0 +1,155 @@
+"""AutoGen AgentChat 0.7 against the fake provider over real HTTP: a team run is a workflow run,
+autogen-core's own ``invoke_agent`` spans are enriched (not duplicated), and every LLM call of
+``OpenAIChatCompletionClient`` is attributed, priced, counted once and budgeted per agent.
+
+Runs in the ``agent-frameworks`` environment of scripts/test-sdk-versions.sh (autogen-ext pins an
+older protobuf than the main environment has)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("autogen_agentchat", reason="autogen-agentchat is not installed")
+pytest.importorskip("autogen_ext.models.openai", reason="autogen-ext[openai] is not installed")
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.conditions import MaxMessageTermination
+from autogen_agentchat.teams import RoundRobinGroupChat
+from autogen_ext.models.openai import OpenAIChatCompletionClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from costwarden import attribute, configure
+from costwarden import semconv as sc
+from costwarden.instrumentation.autogen_agentchat import AutoGenAgentChatInstrumentor
+from tests.frameworks._common import (
+    PER_AGENT_TOTALS,
+    attr,
+    check_call_tree,
+    check_counted_once,
+    check_per_agent_totals,
+    llm_calls,
+    op,
+)
+
+MODEL = "gpt-4o-mini"
+AGENTS = ("researcher", "writer", "critic")
+
+
+class _Telemetry:
+    """autogen-core traces through the *global* tracer provider, which can be set once per process:
+    one SDK provider for the module, its exporter cleared for each test."""
+
+    exporter = InMemorySpanExporter()
+    provider: TracerProvider | None = None
+
+    @classmethod
+    def global_provider(cls) -> TracerProvider:
+        if cls.provider is None:
+            current = trace.get_tracer_provider()
+            if isinstance(current, TracerProvider):
+                cls.provider = current
+            else:
+                cls.provider = TracerProvider()
+                trace.set_tracer_provider(cls.provider)
+            cls.provider.add_span_processor(SimpleSpanProcessor(cls.exporter))
+        return cls.provider
+
+
+@pytest.fixture
+def instrumented(fake: Any) -> Iterator[Any]:
+    from costwarden._state import set_processor
+    from costwarden.instrumentation.openai import OpenAIInstrumentor
+
+    provider = _Telemetry.global_provider()
+
+    def start(extra: list[dict[str, Any]] | None = None) -> Any:
+        _Telemetry.exporter.clear()
+        config = {"ledger": {"enabled": False}, "budgets": [PER_AGENT_TOTALS, *(extra or [])]}
+        processor = configure(config, tracer_provider=provider, instrument=False)
+        for instrumentor in (OpenAIInstrumentor(), AutoGenAgentChatInstrumentor()):
+            instrumentor.uninstrument()
+            instrumentor.instrument(tracer_provider=provider, skip_setup=True)
+        return processor
+
+    yield start
+    AutoGenAgentChatInstrumentor().uninstrument()
+    OpenAIInstrumentor().uninstrument()
+    previous = set_processor(None)
+    if previous is not None:
+        previous.shutdown()
+
+
+def team(fake: Any, *, turns: int = 4) -> RoundRobinGroupChat:
+    client = OpenAIChatCompletionClient(
+        model=MODEL, base_url=fake.openai_base_url, api_key="test-key", max_tokens=30, max_retries=0
+    )
+    agents = [
+        AssistantAgent(name, model_client=client, system_message=f"You are the {name}.") for name in AGENTS
+    ]
+    return RoundRobinGroupChat(agents, termination_condition=MaxMessageTermination(turns))  # type: ignore[arg-type]
+
+
+def spans() -> list[Any]:
+    return list(_Telemetry.exporter.get_finished_spans())
+
+
+async def test_round_robin_team(instrumented: Any, fake: Any) -> None:
+    processor = instrumented()
+
+    result = await team(fake).run(task="Brief me on rivers.")
+
+    assert len(result.messages) == 4
+    recorded = spans()
+    by_agent = check_call_tree(recorded, set(AGENTS))
+    assert set(by_agent) == set(AGENTS)
+    check_counted_once(recorded, fake)
+    check_per_agent_totals(processor, by_agent)
+    # autogen-core's invoke_agent spans, enriched: no second agent span per turn
+    agent_spans = [s for s in recorded if op(s) == sc.OPERATION_INVOKE_AGENT]
+    assert {s.instrumentation_scope.name for s in agent_spans} == {"autogen-core"}
+    assert len(agent_spans) == len(llm_calls(recorded))
+    [workflow] = [s for s in recorded if op(s) == sc.OPERATION_INVOKE_WORKFLOW]
+    run_id = attr(workflow, sc.GEN_AI_CONVERSATION_ID)
+    assert all(attr(s, sc.GEN_AI_CONVERSATION_ID) == run_id for s in agent_spans)
+    assert all(attr(s, sc.GEN_AI_WORKFLOW_NAME) == "RoundRobinGroupChat" for s in agent_spans)
+
+
+async def test_each_run_is_its_own_run(instrumented: Any, fake: Any) -> None:
+    instrumented()
+    chat = team(fake, turns=2)
+
+    await chat.run(task="one")
+    await chat.reset()
+    with attribute(workflow="briefing", run_id="run-7"):
+        await chat.run(task="two")
+
+    workflows = [s for s in spans() if op(s) == sc.OPERATION_INVOKE_WORKFLOW]
+    assert len({attr(s, sc.GEN_AI_CONVERSATION_ID) for s in workflows}) == 2
+    assert attr(workflows[1], sc.GEN_AI_CONVERSATION_ID) == "run-7"
+    assert attr(workflows[1], sc.GEN_AI_WORKFLOW_NAME) == "briefing"
+    calls = llm_calls(spans())  # MaxMessageTermination(2) counts the task: one call per run
+    assert [attr(c, sc.GEN_AI_CONVERSATION_ID) for c in calls] == [
+        attr(w, sc.GEN_AI_CONVERSATION_ID) for w in workflows
+    ]
+
+
+async def test_agent_budget_vetoes_only_that_agent(instrumented: Any, fake: Any) -> None:
+    instrumented([{"name": "writer-calls", "match": {"agent": "writer"}, "limit_calls": 1}])
+
+    with pytest.raises(Exception, match="writer-calls") as caught:
+        await team(fake, turns=7).run(task="Brief me on rivers.")
+
+    calls = llm_calls(spans())
+    writer = [c for c in calls if attr(c, sc.GEN_AI_AGENT_NAME) == "writer"]
+    assert [attr(c, sc.COSTWARDEN_BUDGET_DECISION) for c in writer] == ["allow", "veto"]
+    others = [c for c in calls if attr(c, sc.GEN_AI_AGENT_NAME) != "writer"]
+    assert {attr(c, sc.COSTWARDEN_BUDGET_DECISION) for c in others} == {"allow"}
+    assert len(fake.requests) == len(calls) - 1  # the vetoed call sent nothing
+    assert type(caught.value) is RuntimeError, type(caught.value)  # how AgentChat reports an agent error
+    assert "BudgetExceeded" in str(caught.value)
