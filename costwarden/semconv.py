@@ -130,6 +130,20 @@ ATTRIBUTION_ATTRIBUTES: Final[dict[str, str]] = {
 
 # --- Span events ---------------------------------------------------------------------------------
 EVENT_BUDGET_THRESHOLD: Final = "costwarden.budget.threshold"
+# Attributes of that event, besides costwarden.budget.name and costwarden.threshold.
+EVENT_ATTR_BUDGET_FRACTION: Final = "costwarden.budget.fraction"
+EVENT_ATTR_BUDGET_PERIOD: Final = "costwarden.budget.period"
+
+# --- Read from other instrumentations (never written), to price and count their spans -------------
+FOREIGN_LLM_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry
+FOREIGN_LLM_USAGE_PROMPT_TOKENS: Final = "llm.usage.prompt_tokens"  # OpenLLMetry
+FOREIGN_LLM_USAGE_COMPLETION_TOKENS: Final = "llm.usage.completion_tokens"  # OpenLLMetry
+FOREIGN_LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"  # OpenInference
+FOREIGN_LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"  # OpenInference
+FOREIGN_LLM_MODEL_NAME: Final = "llm.model_name"  # OpenInference
+FOREIGN_LLM_PROVIDER: Final = "llm.provider"  # OpenInference
+FOREIGN_LLM_SYSTEM: Final = "llm.system"  # OpenInference
+FOREIGN_GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"  # OpenLIT
 
 # --- Metrics: (name, unit, description) ----------------------------------------------------------
 METRIC_TOKEN_USAGE: Final = _gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE

@@ -8,24 +8,48 @@ so admission does no matching, globbing or string building for a call it has see
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
 
-from costwarden.processor._periods import period_window
-
 from costwarden.config import BudgetConfig
+from costwarden.processor._periods import period_window
 from costwarden.stores._base import Committed, CounterKey, Limits
 
-__all__ = ["FIELD_INDEX", "Budget", "CallKey", "Plan", "build_plan", "compile_budgets"]
+__all__ = ["FIELD_INDEX", "Budget", "CallKey", "Floors", "Plan", "below", "build_plan", "compile_budgets"]
 
 CallKey = tuple[str | None, str | None, str | None, str | None, str | None, str, str, tuple[str, ...]]
 """(agent, workflow, run_id, user, task, model, provider, active guard ids)."""
 
 FIELD_INDEX = {"agent": 0, "workflow": 1, "run_id": 2, "user": 3, "task": 4, "model": 5, "provider": 6}
 _GLOB = re.compile(r"[*?\[]")
+_MARGIN = Decimal("0.999999999")  # floors sit a hair under the threshold, so rounding never hides one
+_NO_USD_FLOOR = Decimal("Infinity")
+
+Floors = tuple[Decimal, float, float]
+"""Per unit (usd, tokens, calls), a committed value under which a fill fraction is surely below
+some threshold: comparing against it costs no float conversion or division on the hot path."""
+
+
+def below(state: Committed, floors: Floors) -> bool:
+    """Whether ``state`` is surely under the threshold ``floors`` were made for (False: look closer)."""
+    return state[0] < floors[0] and state[1] < floors[1] and state[2] < floors[2]
+
+
+def _floors(fraction: float, limits: Limits) -> Floors:
+    if fraction > 1.5:  # no soft threshold at all
+        return (_NO_USD_FLOOR, math.inf, math.inf)
+    usd = _NO_USD_FLOOR if limits.usd is None else Decimal(repr(fraction)) * limits.usd * _MARGIN
+    return (usd, _unit_floor(fraction, limits.tokens), _unit_floor(fraction, limits.calls))
+
+
+def _unit_floor(fraction: float, limit: int | None) -> float:
+    if limit is None:
+        return math.inf
+    return fraction * limit * 0.999999999 if limit > 0 else -1.0  # a zero limit is never calm
 
 
 def _matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
@@ -41,6 +65,7 @@ class Budget:
 
     __slots__ = (
         "alert_at",
+        "alert_floors",
         "config",
         "downgrade",
         "float_limits",
@@ -52,6 +77,7 @@ class Budget:
         "scope_fields",
         "soft",
         "soft_floor",
+        "soft_floors",
         "strict",
     )
 
@@ -81,6 +107,8 @@ class Budget:
         self.soft = bool(present) or config.on_exceed == "warn"
         """Whether admission must look at this budget's fill level (beyond the atomic hard check)."""
         self.soft_floor = min(present) if present else (1.0 if config.on_exceed == "warn" else 2.0)
+        self.soft_floors = _floors(self.soft_floor, self.hard)
+        self.alert_floors = tuple(_floors(at, self.hard) for at in self.alert_at)
 
     def applies(self, call: CallKey) -> bool:
         if self.guard is not None and self.guard not in call[7]:
@@ -132,6 +160,8 @@ class Plan:
     """Whether a budget may change the request (downgrade, trim) and so needs the state before reserving."""
     strict: bool
     repeats: tuple[int, ...]
+    alerting: bool
+    """Whether a budget has ``alert_at`` thresholds (settlement then looks at the new totals)."""
     valid_until: float
     alert_next: list[int]
     """Per counter, the index of the next ``alert_at`` threshold not announced yet (a hint: the
@@ -157,6 +187,7 @@ def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzin
         peek=any(b.downgrade is not None or b.config.trim_context is not None for b in chosen),
         strict=any(b.strict for b in chosen),
         repeats=tuple(i for i, b in enumerate(chosen) if b.config.max_repeats is not None),
+        alerting=any(b.alert_at for b in chosen),
         valid_until=valid_until,
         alert_next=[0] * len(chosen),
         run_seen=[False] * len(chosen),

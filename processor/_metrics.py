@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import Any, NamedTuple
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from costwarden import semconv as sc
 
-__all__ = ["Instruments"]
+__all__ = ["CallAttributes", "Instruments", "call_attributes"]
+
+_CACHE_LIMIT = 10_000
 
 _DESCRIPTIONS = {
     sc.METRIC_TOKEN_USAGE: "Number of input and output tokens used",
@@ -84,21 +87,65 @@ class Instruments:
 
     def call(
         self,
-        attributes: dict[str, str],
+        attributes: CallAttributes,
         input_tokens: int,
         output_tokens: int,
         duration: float | None,
-        duration_attributes: dict[str, str],
+        error: Any,
         cost: Decimal | None,
-        cost_attributes: dict[str, str],
     ) -> None:
         """Record one own call's token usage, duration and cost."""
-        self.token_usage.record(input_tokens, {**attributes, sc.METRIC_ATTR_TOKEN_TYPE: "input"})
-        self.token_usage.record(output_tokens, {**attributes, sc.METRIC_ATTR_TOKEN_TYPE: "output"})
+        self.token_usage.record(input_tokens, attributes.input)
+        self.token_usage.record(output_tokens, attributes.output)
         if duration is not None:
-            self.duration.record(duration, duration_attributes)
+            genai = attributes.genai
+            self.duration.record(duration, genai if error is None else {**genai, sc.ERROR_TYPE: str(error)})
         if cost is not None:
-            self.cost.add(float(cost), cost_attributes)
+            self.cost.add(float(cost), attributes.cost)
+
+
+class CallAttributes(NamedTuple):
+    """The metric attributes of one kind of call, built once: GenAI ones, the same with each token
+    type, and the cost counter's."""
+
+    genai: dict[str, str]
+    input: dict[str, str]
+    output: dict[str, str]
+    cost: dict[str, str]
+
+
+_cache: dict[tuple[Any, ...], CallAttributes] = {}
+
+
+def call_attributes(
+    call: tuple[Any, ...], operation: Any, response_model: Any, *, high_cardinality: bool
+) -> CallAttributes:
+    """The metric attributes for a call key (see ``_budgets.CallKey``), cached per combination."""
+    cache_key = (call, operation, response_model, high_cardinality)
+    cached = _cache.get(cache_key)
+    if cached is not None:
+        return cached
+    genai = {sc.GEN_AI_PROVIDER_NAME: call[6], sc.GEN_AI_REQUEST_MODEL: call[5]}
+    if operation is not None:
+        genai[sc.GEN_AI_OPERATION_NAME] = str(operation)
+    if response_model is not None:
+        genai[sc.GEN_AI_RESPONSE_MODEL] = str(response_model)
+    cost = {sc.GEN_AI_PROVIDER_NAME: call[6], sc.GEN_AI_REQUEST_MODEL: call[5]}
+    named: tuple[tuple[str, int], ...] = ((sc.GEN_AI_AGENT_NAME, 0), (sc.GEN_AI_WORKFLOW_NAME, 1))
+    if high_cardinality:
+        named += ((sc.GEN_AI_CONVERSATION_ID, 2), (sc.USER_ID, 3))
+    for name, index in named:
+        if call[index] is not None:
+            cost[name] = str(call[index])
+    if len(_cache) > _CACHE_LIMIT:
+        _cache.clear()
+    entry = _cache[cache_key] = CallAttributes(
+        genai,
+        {**genai, sc.METRIC_ATTR_TOKEN_TYPE: "input"},
+        {**genai, sc.METRIC_ATTR_TOKEN_TYPE: "output"},
+        cost,
+    )
+    return entry
 
 
 def _callback(

@@ -10,7 +10,7 @@ from typing import Any
 
 from costwarden import semconv as sc
 
-__all__ = ["ATTRIBUTION_KEYS", "SpanUsage", "attributes_of", "is_genai", "read_usage"]
+__all__ = ["ATTRIBUTION_KEYS", "SpanUsage", "attributes_of", "is_genai", "is_llm_operation", "read_usage"]
 
 ATTRIBUTION_KEYS = tuple(sc.ATTRIBUTION_ATTRIBUTES.values())
 """Span attributes of (agent, workflow, run_id, user, task), in the order of a call key."""
@@ -18,24 +18,24 @@ ATTRIBUTION_KEYS = tuple(sc.ATTRIBUTION_ATTRIBUTES.values())
 _INPUT = (
     sc.GEN_AI_USAGE_INPUT_TOKENS,
     sc.GEN_AI_USAGE_PROMPT_TOKENS,
-    "llm.usage.prompt_tokens",
-    "llm.token_count.prompt",
+    sc.FOREIGN_LLM_USAGE_PROMPT_TOKENS,
+    sc.FOREIGN_LLM_TOKEN_COUNT_PROMPT,
 )
 _OUTPUT = (
     sc.GEN_AI_USAGE_OUTPUT_TOKENS,
     sc.GEN_AI_USAGE_COMPLETION_TOKENS,
-    "llm.usage.completion_tokens",
-    "llm.token_count.completion",
+    sc.FOREIGN_LLM_USAGE_COMPLETION_TOKENS,
+    sc.FOREIGN_LLM_TOKEN_COUNT_COMPLETION,
 )
-_MODEL = (sc.GEN_AI_RESPONSE_MODEL, sc.GEN_AI_REQUEST_MODEL, "llm.model_name")
-_PROVIDER = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM, "llm.provider", "llm.system")
-_COST = (sc.GEN_AI_USAGE_COST_AMOUNT, "gen_ai.usage.cost")  # the second is OpenLIT's
+_MODEL = (sc.GEN_AI_RESPONSE_MODEL, sc.GEN_AI_REQUEST_MODEL, sc.FOREIGN_LLM_MODEL_NAME)
+_PROVIDER = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM, sc.FOREIGN_LLM_PROVIDER, sc.FOREIGN_LLM_SYSTEM)
+_COST = (sc.GEN_AI_USAGE_COST_AMOUNT, sc.FOREIGN_GEN_AI_USAGE_COST)
 _MARKERS = (
     sc.GEN_AI_OPERATION_NAME,
     sc.GEN_AI_SYSTEM,
     sc.GEN_AI_PROVIDER_NAME,
-    "llm.request.type",
-    "llm.model_name",
+    sc.FOREIGN_LLM_REQUEST_TYPE,
+    sc.FOREIGN_LLM_MODEL_NAME,
 )
 
 
@@ -64,13 +64,24 @@ def is_genai(attrs: Mapping[str, Any] | None) -> bool:
     return bool(attrs) and any(name in attrs for name in _MARKERS)  # type: ignore[operator]
 
 
+_LLM_OPERATIONS = frozenset(  # GenAI semconv names, and OpenLLMetry's llm.request.type values
+    {"chat", "text_completion", "completion", "generate_content", "embeddings", "embedding", "responses"}
+)
+
+
+def is_llm_operation(attrs: Mapping[str, Any]) -> bool:
+    """Whether a GenAI span is an LLM call (not an agent, workflow or tool span)."""
+    operation = attrs.get(sc.GEN_AI_OPERATION_NAME) or attrs.get(sc.FOREIGN_LLM_REQUEST_TYPE)
+    return operation is None or str(operation) in _LLM_OPERATIONS
+
+
 def model_of(attrs: Mapping[str, Any]) -> str | None:
     value = _first(attrs, _MODEL)
     return None if value is None else str(value)
 
 
 def request_model_of(attrs: Mapping[str, Any]) -> str | None:
-    value = attrs.get(sc.GEN_AI_REQUEST_MODEL) or attrs.get("llm.model_name")
+    value = attrs.get(sc.GEN_AI_REQUEST_MODEL) or attrs.get(sc.FOREIGN_LLM_MODEL_NAME)
     return None if value is None else str(value)
 
 

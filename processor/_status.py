@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal
 
-from costwarden.processor._periods import PeriodWindow, period_window
 from opentelemetry.metrics import Observation
 
 from costwarden import semconv as sc
 from costwarden.config import BudgetConfig, CostwardenConfig
+from costwarden.processor._periods import PeriodWindow, period_window
 from costwarden.stores._base import BudgetStore, CounterKey, CounterState
 
 __all__ = ["BudgetStatus", "budget_status", "config_budget_status", "spent_observations"]
