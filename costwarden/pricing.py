@@ -15,6 +15,7 @@ Overrides and additions come from ``prices:`` in costwarden.yaml (USD per millio
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -227,12 +228,25 @@ def _convert(price: Any) -> Price | None:
     return Decimal(price)
 
 
+# Bedrock model ids (``anthropic.claude-3-5-haiku-20241022-v1:0``, ``us.meta.llama3-...``) name the
+# vendor first; genai-prices knows them under its ``aws`` provider, so a config that names one without
+# a provider (a downgrade target) still resolves.
+_BEDROCK_ID = re.compile(
+    r"^(?:(?:us|eu|apac|us-gov|global|jp|au|ca)\.)?"
+    r"(?:anthropic|meta|amazon|mistral|cohere|ai21|deepseek|writer|openai|qwen)\.[\w.-]+(?::\d+)?$"
+)
+
+
+def _provider_from_model_id(model: str) -> str | None:
+    return "aws" if _BEDROCK_ID.match(model) else None
+
+
 def _resolve(model: str, provider: str | None) -> ModelPrices | None:
     """Look a model up in genai-prices (slow: done once per model and hour)."""
     from genai_prices import data_snapshot
 
     snapshot = data_snapshot.get_snapshot()
-    provider_id = _PROVIDER_IDS.get(provider or "")
+    provider_id = _PROVIDER_IDS.get(provider or "") or _provider_from_model_id(model)
     found = None
     for candidate in ((provider_id,) if provider_id else ()) + (None,):
         try:

@@ -14,28 +14,46 @@ import logging
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import wrapt
-from costwarden.instrumentation._core import LLMCall, Operation
-from costwarden.instrumentation._safety import best_effort
-from costwarden.instrumentation._stream import wrap_stream
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import unwrap
 
-__all__ = ["WrapTarget", "unwrap_targets", "wrap_targets"]
+from costwarden.instrumentation._core import LLMCall, Operation
+from costwarden.instrumentation._safety import best_effort
+from costwarden.instrumentation._stream import async_stream_manager_wrapper, wrap_stream
+
+__all__ = ["Dispatch", "WrapTarget", "unwrap_targets", "wrap_targets"]
 
 logger = logging.getLogger("costwarden")
 
 
+@runtime_checkable
+class Dispatch(Protocol):
+    """For one method that serves many API operations through positional arguments (botocore's
+    ``BaseClient._make_api_call(operation_name, params)``): picks the :class:`Operation` of a call, or
+    None to pass it through uninstrumented, and maps its arguments to and from the keyword dict the
+    operation reads (and may rewrite: a downgraded model)."""
+
+    def select(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Operation, dict[str, Any]] | None: ...
+
+    def rebuild(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], params: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WrapTarget:
-    """One SDK method to instrument: ``module.cls.method``, read by ``operation``."""
+    """One SDK method to instrument: ``module.cls.method``, read by ``operation`` (or, for a method
+    that serves many operations, by the one a :class:`Dispatch` selects per call)."""
 
     module: str
     cls: str
     method: str
-    operation: Operation
+    operation: Operation | Dispatch
 
 
 def _resolve(target: WrapTarget) -> tuple[Any, Any] | None:
@@ -61,6 +79,8 @@ def wrap_targets(targets: Iterable[WrapTarget], tracer: trace.Tracer) -> list[Wr
         if isinstance(method, wrapt.ObjectProxy):
             continue  # never instrument twice
         factory = _async_wrapper if _is_async(method) else _sync_wrapper
+        if getattr(target.operation, "async_stream_manager", False):
+            factory = async_stream_manager_wrapper  # an async client's stream(): admitted on enter
         wrapt.wrap_function_wrapper(owner, target.method, factory(tracer, target.operation))
         wrapped.append(target)
     return wrapped
@@ -78,14 +98,45 @@ def unwrap_targets(targets: Iterable[WrapTarget]) -> None:
             unwrap(resolved[0], target.method)
 
 
-def _sync_wrapper(tracer: trace.Tracer, op: Operation) -> Callable[..., Any]:
+def _begin(
+    tracer: trace.Tracer,
+    op: Operation | Dispatch,
+    dispatch: bool,
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[LLMCall | None, dict[str, Any]]:
+    """The call's span (None: not instrumented) and the keyword arguments its operation reads."""
+    if dispatch:
+        selected = None
+        with best_effort("selecting the operation"):
+            selected = op.select(instance, args, kwargs)
+        if selected is None:
+            return None, kwargs
+        op, kwargs = selected
+    return LLMCall.begin(tracer, op, instance, kwargs), kwargs
+
+
+def _rebuild(
+    op: Operation | Dispatch,
+    dispatch: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return op.rebuild(args, kwargs, params) if dispatch else (args, params)
+
+
+def _sync_wrapper(tracer: trace.Tracer, op: Operation | Dispatch) -> Callable[..., Any]:
+    dispatch = isinstance(op, Dispatch)  # decided once: a protocol check per call would cost microseconds
+
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        call = LLMCall.begin(tracer, op, instance, kwargs)
+        call, params = _begin(tracer, op, dispatch, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        kwargs = call.admit(call.prepare(kwargs))
+        args, kwargs = _rebuild(op, dispatch, args, kwargs, call.admit(call.prepare(params)))
         token = call.enter()
         try:
             result = wrapped(*args, **kwargs)
@@ -99,14 +150,16 @@ def _sync_wrapper(tracer: trace.Tracer, op: Operation) -> Callable[..., Any]:
     return wrapper
 
 
-def _async_wrapper(tracer: trace.Tracer, op: Operation) -> Callable[..., Any]:
+def _async_wrapper(tracer: trace.Tracer, op: Operation | Dispatch) -> Callable[..., Any]:
+    dispatch = isinstance(op, Dispatch)
+
     async def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        call = LLMCall.begin(tracer, op, instance, kwargs)
+        call, params = _begin(tracer, op, dispatch, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        kwargs = await call.admit_async(call.prepare(kwargs))
+        args, kwargs = _rebuild(op, dispatch, args, kwargs, await call.admit_async(call.prepare(params)))
         token = call.enter()
         try:
             result = await wrapped(*args, **kwargs)
@@ -128,13 +181,24 @@ def _handle_result(call: LLMCall, result: Any) -> Any:
         if parse is not None:
             handed_over = _handle_raw(call, result, parse)
         elif call.request.call.stream:
-            handed_over = wrap_stream(result, call)
+            handed_over = _wrap_stream_in(call, result)
         else:
             call.finish(call.op.parse_response(result))
     if handed_over is None:
         call.finish(None)  # a no-op when finished above; ends the span if reading the response failed
         return result
     return handed_over
+
+
+def _wrap_stream_in(call: LLMCall, result: Any) -> Any:
+    """Proxy the stream the SDK returned, or, when the operation says the stream sits inside the
+    result (``locate_stream(result) -> (stream, put_back)``; botocore returns a dict holding an
+    EventStream), proxy that stream and put the proxy back in its place."""
+    locate = getattr(call.op, "locate_stream", None)
+    if locate is None:
+        return wrap_stream(result, call)
+    stream, put_back = locate(result)
+    return put_back(wrap_stream(stream, call))
 
 
 def _handle_raw(call: LLMCall, raw_response: Any, parse: Callable[[], Any]) -> Any:
@@ -155,7 +219,15 @@ class _RawStreamResponse(wrapt.ObjectProxy):
         self._self_finalizer = weakref.finalize(self, call.finish, None)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
-        stream = self.__wrapped__.parse(*args, **kwargs)
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if inspect.isawaitable(parsed):  # AsyncAPIResponse.parse() is a coroutine
+            return self._parse_async(parsed)
+        return self._counted(parsed)
+
+    async def _parse_async(self, parsed: Any) -> Any:
+        return self._counted(await parsed)
+
+    def _counted(self, stream: Any) -> Any:
         if self._self_stream is None:
             self._self_finalizer.detach()
             self._self_stream = wrap_stream(stream, self._self_call)

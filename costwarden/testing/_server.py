@@ -36,6 +36,7 @@ __all__ = [
     "ServerSettings",
     "SseEvent",
     "SseResponse",
+    "StreamEvent",
     "make_server",
 ]
 
@@ -97,13 +98,23 @@ class SseEvent:
         return f"{head}data: {self.data}\n\n".encode()
 
 
+class StreamEvent(Protocol):
+    """One framed event of a streamed answer."""
+
+    def encode(self) -> bytes: ...
+
+
 @dataclass
 class SseResponse:
-    """A ``text/event-stream`` answer sent with chunked transfer encoding (so keep-alive survives)."""
+    """A ``text/event-stream`` answer sent with chunked transfer encoding (so keep-alive survives).
 
-    events: Iterable[SseEvent]
+    Any streamed framing works: an event is anything with ``encode() -> bytes`` (AWS event-stream
+    messages set ``content_type`` to ``application/vnd.amazon.eventstream``)."""
+
+    events: Iterable[SseEvent | StreamEvent]
     usage: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/event-stream; charset=utf-8"
 
 
 Response = JsonResponse | SseResponse
@@ -536,7 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_sse(self, response: SseResponse, fault: Fault | None) -> None:
         headers = {"cache-control": "no-cache", **response.headers}
-        head = self._head(200, "text/event-stream; charset=utf-8", headers, "transfer-encoding: chunked")
+        head = self._head(200, response.content_type, headers, "transfer-encoding: chunked")
         cut_after = fault.after_chunks if fault is not None and fault.kind == "cut_stream" else None
         pause = fault.chunk_delay if fault is not None else 0.0
         if cut_after is None and not pause:
