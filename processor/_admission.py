@@ -178,12 +178,12 @@ class Admitter:
         tokens: int,
     ) -> int:
         """Downgrade and trim_context: decided on the fill level before this call reserves anything."""
-        committed = self._store.peek(plan.keys)
-        for index in plan.soft:
+        committed = self._store.peek(plan.reshape_keys)
+        for state, index in zip(committed, plan.reshape, strict=True):
             budget = plan.budgets[index]
-            if below(committed[index], budget.soft_floors):
+            if below(state, budget.soft_floors):
                 continue
-            fraction = budget.fraction(committed[index])
+            fraction = budget.fraction(state)
             down = budget.downgrade
             if down is not None and fraction >= down.at and admission.model == request.model:
                 target = down.target(request.model)

@@ -158,6 +158,10 @@ class Plan:
     """Indexes of budgets that need a look at their fill level at admission."""
     peek: bool
     """Whether a budget may change the request (downgrade, trim) and so needs the state before reserving."""
+    reshape: tuple[int, ...]
+    """Indexes of those budgets (with a downgrade or trim_context)."""
+    reshape_keys: tuple[CounterKey, ...]
+    """Their counters: the only ones admission peeks at before reserving."""
     strict: bool
     repeats: tuple[int, ...]
     alerting: bool
@@ -179,12 +183,17 @@ def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzin
         if window.end is not None:
             valid_until = min(valid_until, window.end)
         keys.append(CounterKey(budget.name, budget.scope(call), window.label, window.expires_at))
+    reshape = tuple(
+        i for i, b in enumerate(chosen) if b.downgrade is not None or b.config.trim_context is not None
+    )
     return Plan(
         budgets=tuple(chosen),
         keys=tuple(keys),
         limits=tuple(b.limits for b in chosen),
         soft=tuple(i for i, b in enumerate(chosen) if b.soft or b.alert_at),
-        peek=any(b.downgrade is not None or b.config.trim_context is not None for b in chosen),
+        peek=bool(reshape),
+        reshape=reshape,
+        reshape_keys=tuple(keys[i] for i in reshape),
         strict=any(b.strict for b in chosen),
         repeats=tuple(i for i, b in enumerate(chosen) if b.config.max_repeats is not None),
         alerting=any(b.alert_at for b in chosen),

@@ -49,16 +49,6 @@ class _Counter:
             self.spent_calls + self.res_calls,
         )
 
-    def fits(self, amount: Amounts, limits: Limits) -> str | None:
-        """The unit ``amount`` would pass, or None when it fits."""
-        if limits.usd is not None and self.spent_usd + self.res_usd + amount.usd > limits.usd:
-            return "usd"
-        if limits.tokens is not None and self.spent_tokens + self.res_tokens + amount.tokens > limits.tokens:
-            return "tokens"
-        if limits.calls is not None and self.spent_calls + self.res_calls + amount.calls > limits.calls:
-            return "calls"
-        return None
-
     def add_reserved(self, amount: Amounts, sign: int) -> None:
         if sign > 0:
             self.res_usd += amount.usd
@@ -141,34 +131,58 @@ class MemoryStore:
                 counters, committed, rejected = self._check(keys, amount, limits)
             if rejected is not None:
                 return ReserveResult(False, committed, *rejected)
-            for counter in counters:
-                counter.add_reserved(amount, 1)
-            self._reservations[reservation_id] = _Reservation(counters, amount, now + ttl)
-            self._earliest_expiry = min(self._earliest_expiry, now + ttl)
+            usd, tokens, calls = amount.usd, amount.tokens, amount.calls
+            for counter in counters:  # inlined: this loop runs for every budget of every call
+                counter.res_usd += usd
+                counter.res_tokens += tokens
+                counter.res_calls += calls
+            expires = now + ttl
+            self._reservations[reservation_id] = _Reservation(counters, amount, expires)
+            if expires < self._earliest_expiry:
+                self._earliest_expiry = expires
         return ReserveResult(True, committed)
 
     def _check(
         self, keys: Sequence[CounterKey], amount: Amounts, limits: Sequence[Limits | None]
     ) -> tuple[list[_Counter], list[Committed], tuple[int, str] | None]:
         counters = self._counters_for(keys)
-        committed = [c.committed() for c in counters]
-        for index, (counter, limit) in enumerate(zip(counters, limits, strict=True)):
-            if limit is not None and (unit := counter.fits(amount, limit)) is not None:
-                return counters, committed, (index, unit)
-        return counters, committed, None
+        usd, tokens, calls = amount.usd, amount.tokens, amount.calls
+        committed = []
+        rejected = None
+        for index, counter in enumerate(counters):
+            state = (
+                counter.spent_usd + counter.res_usd,
+                counter.spent_tokens + counter.res_tokens,
+                counter.spent_calls + counter.res_calls,
+            )
+            committed.append(state)
+            limit = limits[index]
+            if limit is None or rejected is not None:
+                continue
+            if limit.usd is not None and state[0] + usd > limit.usd:
+                rejected = (index, "usd")
+            elif limit.tokens is not None and state[1] + tokens > limit.tokens:
+                rejected = (index, "tokens")
+            elif limit.calls is not None and state[2] + calls > limit.calls:
+                rejected = (index, "calls")
+        return counters, committed, rejected
 
     def settle(self, reservation_id: str, keys: Sequence[CounterKey], actual: Amounts) -> list[Committed]:
         """Swap the reservation for ``actual`` in each counter; return each counter's spent after."""
+        usd, tokens, calls = actual.usd, actual.tokens, actual.calls
         with self._lock:
             reservation = self._reservations.pop(reservation_id, None)
             if reservation is not None:
+                held = reservation.amount
                 for counter in reservation.counters:
-                    counter.add_reserved(reservation.amount, -1)
+                    counter.res_usd -= held.usd
+                    counter.res_tokens -= held.tokens
+                    counter.res_calls -= held.calls
             spent = []
             for counter in self._counters_for(keys):
-                counter.spent_usd += actual.usd
-                counter.spent_tokens += actual.tokens
-                counter.spent_calls += actual.calls
+                counter.spent_usd += usd
+                counter.spent_tokens += tokens
+                counter.spent_calls += calls
                 spent.append((counter.spent_usd, counter.spent_tokens, counter.spent_calls))
             return spent
 
