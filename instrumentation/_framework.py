@@ -23,7 +23,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
-from costwarden._attribution import current_attribution
+from costwarden import semconv as sc
+from costwarden._attribution import attribute, current_attribution
 from costwarden.instrumentation._agent import AgentScope, agent_scope, new_run_id
 from costwarden.instrumentation._safety import best_effort
 from costwarden.instrumentation._wrap import _is_async
@@ -158,6 +159,20 @@ def _read(
     return None
 
 
+@contextmanager
+def _scope(tracer: trace.Tracer, spec: Mapping[str, Any]) -> Iterator[AgentScope]:
+    """:func:`agent_scope`, plus a ``task`` key: ``costwarden.task.id`` on the span and in attribution."""
+    task = spec.get("task")
+    if not task:
+        with agent_scope(tracer, **spec) as scope:
+            yield scope
+        return
+    spec = {k: v for k, v in spec.items() if k != "task"}
+    spec["attributes"] = {**(spec.get("attributes") or {}), sc.COSTWARDEN_TASK_ID: task}
+    with agent_scope(tracer, **spec) as scope, attribute(task=task):
+        yield scope
+
+
 def _sync_wrapper(tracer: trace.Tracer, hook: ScopeHook) -> Callable[..., Any]:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -165,7 +180,7 @@ def _sync_wrapper(tracer: trace.Tracer, hook: ScopeHook) -> Callable[..., Any]:
         scope = _read(hook, instance, args, kwargs)
         if scope is None:
             return wrapped(*args, **kwargs)
-        with agent_scope(tracer, **scope), _remember(hook, instance):
+        with _scope(tracer, scope), _remember(hook, instance):
             return wrapped(*args, **kwargs)
 
     return wrapper
@@ -178,7 +193,7 @@ def _async_wrapper(tracer: trace.Tracer, hook: ScopeHook) -> Callable[..., Any]:
         scope = _read(hook, instance, args, kwargs)
         if scope is None:
             return await wrapped(*args, **kwargs)
-        with agent_scope(tracer, **scope), _remember(hook, instance):
+        with _scope(tracer, scope), _remember(hook, instance):
             return await wrapped(*args, **kwargs)
 
     return wrapper

@@ -11,7 +11,7 @@ OPENAI_TESTS="tests/test_openai_instrumentation.py tests/test_budgets_openai.py 
 MATRIX=(
   "openai-1.40|openai==1.40.0 httpx<0.28|$OPENAI_TESTS"
   "openai-2.x|openai>=2,<3|$OPENAI_TESTS"
-  "agent-frameworks|ag2[openai]>=0.9,<1 autogen-agentchat>=0.7,<0.8 autogen-ext[openai]>=0.7,<0.8|tests/frameworks"
+  "agent-frameworks|ag2[openai]>=0.9,<1 autogen-agentchat>=0.7,<0.8 autogen-ext[openai]>=0.7,<0.8 crewai>=1,<2|tests/frameworks"
 )
 
 for row in "${MATRIX[@]}"; do
