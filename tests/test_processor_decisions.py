@@ -314,3 +314,26 @@ def _ctx(span: Any) -> Any:
     from opentelemetry import trace
 
     return trace.set_span_in_context(span)
+
+
+def test_a_vetoed_call_carries_no_downgraded_from() -> None:
+    h = make_harness(
+        {
+            "budgets": [
+                {"name": "cheap", "limit_usd": 10, "downgrade": {"at": 0, "to": "small"}},
+                {"name": "tight", "limit_usd": 0.001},
+            ]
+        }
+    )
+    with pytest.raises(BudgetExceeded):
+        h.call()
+    vetoed = h.spans()[-1]
+    assert vetoed.attributes[sc.COSTWARDEN_BUDGET_DECISION] == "veto"
+    assert sc.COSTWARDEN_DOWNGRADED_FROM not in vetoed.attributes
+
+
+def test_the_alert_log_record_goes_to_the_costwarden_budget_logger(caplog: pytest.LogCaptureFixture) -> None:
+    h = make_harness({"budgets": [{"name": "b", "limit_usd": 1, "alert_at": 0.01}]})
+    caplog.set_level(logging.WARNING)
+    h.call()
+    assert [r.name for r in caplog.records if "passed 1%" in r.getMessage()] == ["costwarden.budget"]
