@@ -20,6 +20,10 @@ import weakref
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from costwarden import semconv as sc
 from costwarden.instrumentation._framework import (
     ContextHook,
     Hook,
@@ -28,10 +32,6 @@ from costwarden.instrumentation._framework import (
     unwrap_hooks,
     wrap_hooks,
 )
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
-from costwarden import semconv as sc
 
 __all__ = ["AG2Instrumentor"]
 

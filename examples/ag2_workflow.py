@@ -1,0 +1,91 @@
+"""A three-agent AG2 group chat (the classic ``autogen`` API of ag2 0.x), with its spend per agent.
+
+    opentelemetry-instrument python examples/ag2_workflow.py   # costwarden from entry points
+    python examples/ag2_workflow.py                            # sets costwarden up itself
+
+Each conversation is one workflow run with its own run id, so a budget with ``per: [run_id]`` and
+``limit_calls: N`` is a turn limit per conversation: the call past it raises ``BudgetExceeded`` out of
+``initiate_chat``, which ends that conversation. Budgets come from ./costwarden.yaml (or
+$COSTWARDEN_CONFIG). Against the local fake provider: ``python -m costwarden.testing --port 8321`` and
+``OPENAI_BASE_URL=http://127.0.0.1:8321/v1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import autogen
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+import costwarden
+from costwarden import semconv as sc
+
+MODEL = "gpt-4o-mini"
+TOPICS = ["rivers", "glaciers", "deltas"]
+
+
+class SpendByAgent(SpanProcessor):
+    """Adds up the cost of every LLM call span by the agent it is attributed to."""
+
+    def __init__(self) -> None:
+        self.cost: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.vetoed: dict[str, int] = defaultdict(int)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes or {}
+        agent = str(attributes.get(sc.GEN_AI_AGENT_NAME, "(none)"))
+        if attributes.get(sc.COSTWARDEN_BUDGET_DECISION) == "veto":
+            self.vetoed[agent] += 1
+        elif sc.GEN_AI_USAGE_COST_AMOUNT in attributes:
+            self.calls[agent] += 1
+            self.cost[agent] += float(attributes[sc.GEN_AI_USAGE_COST_AMOUNT])  # type: ignore[arg-type]
+
+
+def newsroom() -> tuple[autogen.UserProxyAgent, autogen.GroupChatManager]:
+    entry = {"model": MODEL, "api_key": os.environ.get("OPENAI_API_KEY", ""), "max_tokens": 60}
+    if os.environ.get("OPENAI_BASE_URL"):
+        entry["base_url"] = os.environ["OPENAI_BASE_URL"]
+    config = {"config_list": [entry], "cache_seed": None}
+    staff = [
+        autogen.AssistantAgent(name, llm_config=config, system_message=f"You are the {name}.")
+        for name in ("researcher", "writer", "critic")
+    ]
+    user = autogen.UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+    chat = autogen.GroupChat(
+        agents=[user, *staff], messages=[], max_round=5, speaker_selection_method="round_robin"
+    )
+    return user, autogen.GroupChatManager(chat, name="newsroom", llm_config=config)
+
+
+def main() -> None:
+    for topic in TOPICS:
+        user, manager = newsroom()
+        try:
+            user.initiate_chat(manager, message=f"Write a brief on {topic}.", silent=True)
+            print(f"{topic}: done")
+        except costwarden.BudgetExceeded as exc:
+            print(f"{topic}: stopped by budget {exc.budget!r}")
+
+
+def tracer_provider() -> TracerProvider:
+    """The SDK provider ``opentelemetry-instrument`` set up, or one set up here with costwarden."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        return provider
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
+    costwarden.configure(tracer_provider=provider)
+    return provider
+
+
+if __name__ == "__main__":
+    spend = SpendByAgent()
+    tracer_provider().add_span_processor(spend)
+    main()
+    print("spend by agent:")
+    for agent in sorted(set(spend.cost) | set(spend.vetoed)):
+        cost, calls, vetoed = spend.cost[agent], spend.calls[agent], spend.vetoed[agent]
+        print(f"  {agent:<12} ${cost:.6f}  {calls} calls  {vetoed} vetoed")
