@@ -1,0 +1,179 @@
+"""PydanticAI against the fake provider over real HTTP (``openai:`` models, Chat Completions and
+Responses, through the openai SDK): a run is a workflow run, each agent run an agent span (an agent a
+tool delegates to nests in the same run), every call attributed, priced, counted once, budgeted per
+agent — with PydanticAI's own instrumentation on or off."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pydantic_ai", reason="needs pydantic-ai-slim[openai]")
+
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.models.instrumented import InstrumentationSettings
+from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
+from pydantic_ai.providers.openai import OpenAIProvider
+
+from costwarden import BudgetExceeded, attribute
+from costwarden import semconv as sc
+from costwarden.instrumentation.pydantic_ai import PydanticAIInstrumentor
+from tests.frameworks._common import (
+    PER_AGENT_TOTALS,
+    ancestors,
+    attr,
+    check_call_tree,
+    check_counted_once,
+    check_per_agent_totals,
+    op,
+    published_cost,
+)
+
+
+@pytest.fixture
+def instrumented(budgets: Any) -> Iterator[Any]:
+    """A factory: ``instrumented(extra_budgets)`` configures costwarden and instruments PydanticAI."""
+
+    def start(extra: list[dict[str, Any]] | None = None) -> Any:
+        telemetry = budgets({"budgets": [PER_AGENT_TOTALS, *(extra or [])]})
+        PydanticAIInstrumentor().instrument(tracer_provider=telemetry.tracer_provider, skip_setup=True)
+        return telemetry
+
+    yield start
+    PydanticAIInstrumentor().uninstrument()
+
+
+def newsroom(fake: Any, instrument: InstrumentationSettings | None = None) -> Agent[Any, str]:
+    """An editor (Chat Completions) whose ``research`` tool delegates to a researcher (Responses)."""
+    provider = OpenAIProvider(base_url=fake.openai_base_url, api_key="test-key")
+    researcher = Agent(OpenAIResponsesModel("gpt-4o-mini", provider=provider), name="researcher")
+    editor = Agent(OpenAIChatModel("gpt-4o", provider=provider), name="editor", instructions="Edit.")
+    researcher.instrument = editor.instrument = instrument
+
+    @editor.tool
+    async def research(ctx: RunContext[Any], topic: str) -> str:
+        """Research a topic."""
+        try:
+            return (await researcher.run(topic, usage=ctx.usage)).output
+        except BudgetExceeded as exc:
+            return f"no research: {exc.budget} is spent"
+
+    return editor
+
+
+async def run(mode: str, agent: Agent[None, str], text: str) -> str:
+    if mode == "run":
+        return (await agent.run(text)).output
+    if mode == "run_stream":
+        async with agent.run_stream(text) as result:
+            return "".join([chunk async for chunk in result.stream_text(delta=True)])
+    import asyncio
+
+    return (await asyncio.to_thread(agent.run_sync, text)).output
+
+
+def own_calls(spans: list[Any]) -> list[Any]:
+    return [s for s in spans if op(s) == "chat" and s.instrumentation_scope.name.startswith("costwarden")]
+
+
+@pytest.mark.parametrize("mode", ["run", "run_sync", "run_stream"])
+async def test_delegation_workflow(instrumented: Any, fake: Any, mode: str) -> None:
+    telemetry = instrumented()
+
+    assert await run(mode, newsroom(fake), "Brief on rivers.")
+
+    spans = telemetry.spans()
+    by_agent = check_call_tree(spans, {"editor", "researcher"})
+    assert {a: len(c) for a, c in by_agent.items()} == {"editor": 2, "researcher": 1}
+    check_counted_once(spans, fake)
+    check_per_agent_totals(telemetry.processor, by_agent)
+    assert sorted(r.path for r in fake.requests) == ["/v1/chat/completions"] * 2 + ["/v1/responses"]
+    [workflow] = [s for s in spans if op(s) == sc.OPERATION_INVOKE_WORKFLOW]
+    assert attr(workflow, sc.GEN_AI_WORKFLOW_NAME) == "editor"
+    agent_spans = {attr(s, sc.GEN_AI_AGENT_NAME): s for s in spans if op(s) == sc.OPERATION_INVOKE_AGENT}
+    assert agent_spans["editor"].parent.span_id == workflow.context.span_id
+    # the delegated run nests in the editor's, in the same run
+    assert agent_spans["editor"] in ancestors(agent_spans["researcher"], spans)
+    assert attr(agent_spans["researcher"], sc.GEN_AI_CONVERSATION_ID) == attr(
+        workflow, sc.GEN_AI_CONVERSATION_ID
+    )
+
+
+async def test_own_instrumentation_enriched_not_counted_twice(instrumented: Any, fake: Any) -> None:
+    telemetry = instrumented()
+    settings = InstrumentationSettings(tracer_provider=telemetry.tracer_provider)
+
+    await newsroom(fake, settings).run("Brief on rivers.")
+
+    spans = telemetry.spans()
+    calls = own_calls(spans)
+    assert len(calls) == len(fake.requests) == 3
+    [workflow] = [s for s in spans if op(s) == sc.OPERATION_INVOKE_WORKFLOW]
+    run_id = attr(workflow, sc.GEN_AI_CONVERSATION_ID)
+    # PydanticAI's agent spans, not a second set of costwarden's
+    agent_spans = [s for s in spans if op(s) == sc.OPERATION_INVOKE_AGENT]
+    assert {s.instrumentation_scope.name for s in agent_spans} == {"pydantic-ai"}
+    assert {attr(s, sc.GEN_AI_WORKFLOW_NAME) for s in agent_spans} == {"editor"}
+    by_agent: dict[str, list[Any]] = {}
+    for call in calls:
+        nearest = next(s for s in ancestors(call, spans) if op(s) == sc.OPERATION_INVOKE_AGENT)
+        assert attr(call, sc.GEN_AI_AGENT_NAME) == attr(nearest, sc.GEN_AI_AGENT_NAME)
+        assert attr(call, sc.GEN_AI_CONVERSATION_ID) == run_id
+        assert attr(call, sc.GEN_AI_USAGE_COST_AMOUNT) == published_cost(call)
+        by_agent.setdefault(attr(call, sc.GEN_AI_AGENT_NAME), []).append(call)
+    # PydanticAI's chat spans (with usage of their own) wrap costwarden's: counted once, as ours
+    theirs = [s for s in spans if op(s) == "chat" and s.instrumentation_scope.name == "pydantic-ai"]
+    assert len(theirs) == 3
+    assert all(attr(s, sc.GEN_AI_USAGE_INPUT_TOKENS) for s in theirs)
+    check_per_agent_totals(telemetry.processor, by_agent)
+    total = sum(Decimal(r.spent) for r in telemetry.processor.status() if r.budget == "per-agent")
+    assert total == sum(Decimal(str(attr(c, sc.GEN_AI_USAGE_COST_AMOUNT))) for c in calls)
+
+
+async def test_agent_budget_vetoes_only_that_agent(instrumented: Any, fake: Any) -> None:
+    telemetry = instrumented(
+        [{"name": "researcher-calls", "match": {"agent": "researcher"}, "limit_calls": 0}]
+    )
+
+    output = await newsroom(fake).run("Brief on rivers.")
+
+    assert output.output
+    calls = [c for c in own_calls(telemetry.spans())]
+    decisions = [(attr(c, sc.GEN_AI_AGENT_NAME), attr(c, sc.COSTWARDEN_BUDGET_DECISION)) for c in calls]
+    assert decisions == [("editor", "allow"), ("researcher", "veto"), ("editor", "allow")]
+    assert len(fake.requests) == 2  # nothing sent for the researcher
+    assert sorted(r.path for r in fake.requests) == ["/v1/chat/completions"] * 2
+
+
+async def test_each_run_is_its_own_run(instrumented: Any, fake: Any) -> None:
+    telemetry = instrumented()
+    provider = OpenAIProvider(base_url=fake.openai_base_url, api_key="test-key")
+    writer = Agent(OpenAIChatModel("gpt-4o-mini", provider=provider), name="writer")
+
+    await writer.run("one")
+    await writer.run("two")
+    with attribute(workflow="briefing", run_id="run-42"):
+        await writer.run("three")
+
+    spans = telemetry.spans()
+    workflows = [s for s in spans if op(s) == sc.OPERATION_INVOKE_WORKFLOW]
+    assert len(workflows) == 2  # the third run is inside the app's own run
+    run_ids = [attr(s, sc.GEN_AI_CONVERSATION_ID) for s in workflows]
+    assert len(set(run_ids)) == 2
+    calls = own_calls(spans)
+    assert [attr(c, sc.GEN_AI_CONVERSATION_ID) for c in calls] == [*run_ids, "run-42"]
+    assert attr(calls[2], sc.GEN_AI_WORKFLOW_NAME) == "briefing"
+    assert {attr(c, sc.GEN_AI_AGENT_NAME) for c in calls} == {"writer"}
+
+
+async def test_uninstrument(instrumented: Any, fake: Any) -> None:
+    telemetry = instrumented()
+    PydanticAIInstrumentor().uninstrument()
+    provider = OpenAIProvider(base_url=fake.openai_base_url, api_key="test-key")
+
+    await Agent(OpenAIChatModel("gpt-4o-mini", provider=provider), name="writer").run("one")
+
+    assert [op(s) for s in telemetry.spans()] == ["chat"]
