@@ -135,6 +135,14 @@ class ModelPrices:
             return total + self.per_request if self.per_request else total
         return self._cost_tiered(usage)
 
+    def estimate(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """:meth:`cost` of plain input and output tokens, without building a :class:`Usage` (admission)."""
+        per_token = self._per_token
+        if per_token is None:
+            return self.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+        total = Decimal(input_tokens * per_token[0] + output_tokens * per_token[1]).scaleb(-12)
+        return total + self.per_request if self.per_request else total
+
     def _cost_tiered(self, usage: Usage) -> Decimal:
         tokens_in = usage.input_tokens
 
@@ -327,7 +335,7 @@ class PriceBook:
         prices = self.prices(model, provider)
         if prices is None:
             return None
-        return prices.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+        return prices.estimate(input_tokens, output_tokens)
 
     def describe(self, model: str, provider: str | None = None) -> dict[str, Any] | None:
         """Per-million-token prices and their source, or None for an unknown model."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from costwarden import pricing
 from costwarden import semconv as sc
 from costwarden._errors import BudgetExceeded
 from costwarden._types import Admission, CallRequest
@@ -40,9 +41,7 @@ _ZERO = Decimal(0)
 
 
 def price_book() -> Any:
-    from costwarden.pricing import get_price_book
-
-    return get_price_book()
+    return pricing.get_price_book()
 
 
 class Admitter:
@@ -228,7 +227,7 @@ class Admitter:
         if plan.strict:
             bound = request.max_input_tokens
             input_tokens = bound if bound is not None else 4 * input_tokens
-        usd = price_book().estimate(model, input_tokens, output, request.provider)
+        usd = pricing.get_price_book().estimate(model, input_tokens, output, request.provider)
         if usd is None:
             usd = _ZERO
             self._core.warn_once(

@@ -69,6 +69,7 @@ class Clock:
     def __init__(self, clock: Callable[[], datetime] | None, tz: tzinfo) -> None:
         self._clock = clock
         self._tz = tz
+        self.timestamp: Callable[[], float] = time.time if clock is None else self._timestamp
 
     def now(self) -> datetime:
         if self._clock is None:
@@ -76,8 +77,8 @@ class Clock:
         now = self._clock()
         return now if now.tzinfo is not None else now.replace(tzinfo=self._tz)
 
-    def timestamp(self) -> float:
-        return time.time() if self._clock is None else self.now().timestamp()
+    def _timestamp(self) -> float:
+        return self.now().timestamp()
 
 
 class Core:

@@ -23,6 +23,8 @@ from costwarden.processor._spans import (
 
 __all__ = ["SpanStart"]
 
+_NOTHING = (None,) * len(ATTRIBUTION_KEYS)
+
 
 class SpanStart:
     """What ``on_start`` does: inherit attribution, and watch (or vet) foreign LLM spans."""
@@ -52,7 +54,7 @@ class SpanStart:
                 if mine is None and value is not None:
                     span.set_attribute(key, value)
             own = merged
-        if span.kind is not SpanKind.CLIENT and any(v is not None for v in own):
+        if span.kind is not SpanKind.CLIENT and own != _NOTHING:
             self._frames[span.context.span_id] = own
 
     def _watch_foreign(self, span: Any) -> None:

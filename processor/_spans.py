@@ -4,9 +4,8 @@ GenAI instrumentations' (OpenTelemetry GenAI, OpenLLMetry, OpenLIT, OpenInferenc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from costwarden import semconv as sc
 
@@ -90,8 +89,7 @@ def provider_of(attrs: Mapping[str, Any]) -> str:
     return "unknown" if value is None else str(value).lower()
 
 
-@dataclass(frozen=True, slots=True)
-class SpanUsage:
+class SpanUsage(NamedTuple):
     """What an ended LLM span used. ``cost`` is None when it could not be priced."""
 
     input_tokens: int
@@ -103,6 +101,10 @@ class SpanUsage:
 
 
 def _int(value: Any) -> int:
+    if value is None:
+        return 0
+    if type(value) is int:
+        return value if value > 0 else 0
     try:
         return max(0, int(value))
     except (TypeError, ValueError):

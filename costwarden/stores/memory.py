@@ -109,7 +109,10 @@ class MemoryStore:
     def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
         """Spent plus reserved for each counter."""
         with self._lock:
-            return [c.committed() for c in self._counters_for(keys)]
+            return [
+                (c.spent_usd + c.res_usd, c.spent_tokens + c.res_tokens, c.spent_calls + c.res_calls)
+                for c in self._counters_for(keys)
+            ]
 
     def reserve(
         self,
@@ -147,25 +150,20 @@ class MemoryStore:
     ) -> tuple[list[_Counter], list[Committed], tuple[int, str] | None]:
         counters = self._counters_for(keys)
         usd, tokens, calls = amount.usd, amount.tokens, amount.calls
-        committed = []
-        rejected = None
-        for index, counter in enumerate(counters):
-            state = (
-                counter.spent_usd + counter.res_usd,
-                counter.spent_tokens + counter.res_tokens,
-                counter.spent_calls + counter.res_calls,
-            )
-            committed.append(state)
-            limit = limits[index]
-            if limit is None or rejected is not None:
+        committed = [
+            (c.spent_usd + c.res_usd, c.spent_tokens + c.res_tokens, c.spent_calls + c.res_calls)
+            for c in counters
+        ]
+        for index, (state, limit) in enumerate(zip(committed, limits, strict=True)):
+            if limit is None:
                 continue
             if limit.usd is not None and state[0] + usd > limit.usd:
-                rejected = (index, "usd")
-            elif limit.tokens is not None and state[1] + tokens > limit.tokens:
-                rejected = (index, "tokens")
-            elif limit.calls is not None and state[2] + calls > limit.calls:
-                rejected = (index, "calls")
-        return counters, committed, rejected
+                return counters, committed, (index, "usd")
+            if limit.tokens is not None and state[1] + tokens > limit.tokens:
+                return counters, committed, (index, "tokens")
+            if limit.calls is not None and state[2] + calls > limit.calls:
+                return counters, committed, (index, "calls")
+        return counters, committed, None
 
     def settle(self, reservation_id: str, keys: Sequence[CounterKey], actual: Amounts) -> list[Committed]:
         """Swap the reservation for ``actual`` in each counter; return each counter's spent after."""
