@@ -83,7 +83,7 @@ class Admitter:
         call = call_key(attributes_of(span), request.model, request.provider)
         plan = self._core.plan(call)
         if not plan.budgets:
-            self._tickets[sid] = Ticket(None, None, call, foreign)
+            self._tickets[sid] = Ticket(None, plan, call, foreign)
             span.set_attribute(sc.COSTWARDEN_BUDGET_DECISION, "allow")
             return Admission("allow", model=request.model), _NO_GATES
         decision = Decision()

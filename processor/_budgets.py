@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from costwarden.config import BudgetConfig
 from costwarden.processor._periods import period_window
@@ -172,6 +173,8 @@ class Plan:
     store's ``add_member`` decides who announces)."""
     run_seen: list[bool]
     """Per counter, whether this call key's run is known to have started (refuse new work)."""
+    metric_attributes: dict[tuple[Any, Any], Any]
+    """This call key's metric attributes per (operation, response model), filled at settlement."""
 
 
 def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzinfo) -> Plan:
@@ -200,6 +203,7 @@ def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzin
         valid_until=valid_until,
         alert_next=[0] * len(chosen),
         run_seen=[False] * len(chosen),
+        metric_attributes={},
     )
 
 

@@ -24,6 +24,7 @@ from costwarden.processor._spans import (
 __all__ = ["SpanStart"]
 
 _NOTHING = (None,) * len(ATTRIBUTION_KEYS)
+_AGENT, _WORKFLOW, _RUN, _USER, _TASK = ATTRIBUTION_KEYS
 
 
 class SpanStart:
@@ -47,7 +48,8 @@ class SpanStart:
         if inherited is None and span.kind is SpanKind.CLIENT:
             return  # an LLM call with nothing to inherit: its own attributes are all it has
         attrs = attributes_of(span)
-        own = tuple(attrs.get(k) for k in ATTRIBUTION_KEYS)
+        get = attrs.get
+        own = (get(_AGENT), get(_WORKFLOW), get(_RUN), get(_USER), get(_TASK))
         if inherited is not None:
             merged = tuple(o if o is not None else i for o, i in zip(own, inherited, strict=True))
             for key, value, mine in zip(ATTRIBUTION_KEYS, merged, own, strict=True):

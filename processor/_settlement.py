@@ -13,8 +13,9 @@ from costwarden import semconv as sc
 from costwarden._types import Usage
 from costwarden.processor._admission import price_book
 from costwarden.processor._alerts import Alerts
+from costwarden.processor._budgets import Plan
 from costwarden.processor._core import Core, Ticket, call_key
-from costwarden.processor._metrics import call_attributes
+from costwarden.processor._metrics import CallAttributes, call_attributes
 from costwarden.processor._spans import (
     SpanUsage,
     attributes_of,
@@ -62,7 +63,7 @@ class Settler:
         if ticket.plan is not None and ticket.plan.alerting:
             self._check_alerts(ticket.plan, spent)
         if not ticket.foreign:
-            self._record(span, attrs, ticket.call, usage, cost)
+            self._record(span, attrs, ticket, usage, cost)
         elif cost is not None:
             self._record_cost(attrs, ticket.call, cost)
 
@@ -119,21 +120,25 @@ class Settler:
             return None
         return Decimal(priced.amount)
 
-    def _attributes(self, attrs: Any, call: Any) -> Any:
-        return call_attributes(
-            call,
-            attrs.get(sc.GEN_AI_OPERATION_NAME),
-            attrs.get(sc.GEN_AI_RESPONSE_MODEL),
-            high_cardinality=self._high_cardinality,
-        )
+    def _attributes(self, attrs: Any, call: Any, plan: Plan | None = None) -> CallAttributes:
+        operation, response_model = attrs.get(sc.GEN_AI_OPERATION_NAME), attrs.get(sc.GEN_AI_RESPONSE_MODEL)
+        if plan is None:
+            return call_attributes(call, operation, response_model, high_cardinality=self._high_cardinality)
+        cache = plan.metric_attributes
+        found = cache.get((operation, response_model))
+        if found is None:
+            found = cache[(operation, response_model)] = call_attributes(
+                call, operation, response_model, high_cardinality=self._high_cardinality
+            )
+        return found
 
     def _record(
-        self, span: ReadableSpan, attrs: Any, call: Any, usage: SpanUsage, cost: Decimal | None
+        self, span: ReadableSpan, attrs: Any, ticket: Ticket, usage: SpanUsage, cost: Decimal | None
     ) -> None:
         start, end = span.start_time, span.end_time
         duration = (end - start) / 1e9 if start is not None and end is not None else None
         self._instruments.call(
-            self._attributes(attrs, call),
+            self._attributes(attrs, ticket.call, ticket.plan),
             usage.input_tokens,
             usage.output_tokens,
             duration,
