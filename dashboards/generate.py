@@ -354,8 +354,10 @@ def budget_detail() -> dict[str, Any]:
                 prom(
                     f"costwarden_budget_spent{{{sel}}}", "spent {{costwarden_budget}} ({{costwarden_unit}})"
                 ),
+                # One limit for every scope of a budget: it carries no costwarden_scope.
                 prom(
-                    f"costwarden_budget_limit{{{sel}}}", "limit {{costwarden_budget}} ({{costwarden_unit}})"
+                    'costwarden_budget_limit{costwarden_budget=~"$budget"}',
+                    "limit {{costwarden_budget}} ({{costwarden_unit}})",
                 ),
             ],
             w=24,
@@ -390,7 +392,7 @@ def budget_detail() -> dict[str, Any]:
         variable("budget", "label_values(costwarden_budget_limit, costwarden_budget)", "Budget"),
         variable(
             "scope",
-            'label_values(costwarden_budget_limit{costwarden_budget=~"$budget"}, costwarden_scope)',
+            'label_values(costwarden_budget_spent{costwarden_budget=~"$budget"}, costwarden_scope)',
             "Scope",
         ),
     ]

@@ -1,7 +1,8 @@
-"""End to end: a real Prometheus scrapes a stand-in app (tests/monitoring_target.py, the costwarden
-metrics through opentelemetry-exporter-prometheus), evaluates the rules, and a real Alertmanager
-delivers the budget alerts to webhook receivers in this test. Every PromQL expression in the rules and
-dashboards is then run against that Prometheus."""
+"""End to end: an instrumented app (tests/monitoring_app.py: a multi-agent workflow through the real
+openai SDK against the fake provider, costwarden's metrics on a Prometheus endpoint) is scraped by a
+real Prometheus, which evaluates the rules, and a real Alertmanager delivers the budget alerts to
+webhook receivers in this test. Every PromQL expression in the rules and dashboards is then run against
+that Prometheus."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -29,15 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alerts" / "costwarden.rules.yml"
 DEADLINE = 60.0
 
-# Alert conditions the stand-in app does not meet within a test's seconds of history, and why. Their
-# firing and silence are proven by promtool (alerts/tests/); here each must still evaluate, and every
-# series it names must exist.
+# Alert conditions the app does not meet within a test's seconds of history, and why. Their firing and
+# silence are proven by promtool (alerts/tests/); here each must still evaluate, and every series it
+# names must exist.
 CONDITIONS_NOT_MET = {
     "CostwardenAgentSpendAboveUsual": "needs hours of steady spend before a doubling",
     "CostwardenRunawayTokens": "needs a day's typical tokens per call before a jump",
-    "CostwardenWeeklyBudgetDayBurst": "needs a day of history to see 20% of a week go",
     "CostwardenTelemetrySilent": "fires only after 15 minutes without telemetry",
-    "CostwardenBudgetForecastOverrun": "the burn rate is over an hour; seconds of it forecast too little",
+    "CostwardenBudgetForecastOverrun": (
+        "the burn rate is over an hour and the time left is the calendar's: seconds of spend forecast "
+        "a total that depends on the time of day"
+    ),
 }
 GRAFANA_VARIABLES = {
     "$__rate_interval": "10s",
@@ -120,9 +123,14 @@ def _stop(*processes: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
+class Stack(NamedTuple):
+    prometheus: str
+    alertmanager: str
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, webhook: tuple[str, list[Any]]) -> Iterator[str]:
-    """Stand-in app, Alertmanager and Prometheus on loopback; yields Prometheus' base URL."""
+def stack(tmp_path_factory: pytest.TempPathFactory, webhook: tuple[str, list[Any]]) -> Iterator[Stack]:
+    """The instrumented app, Alertmanager and Prometheus on loopback; yields their base URLs."""
     prometheus = require_binary("prometheus", package="prometheus")
     alertmanager = require_binary("prometheus-alertmanager", package="prometheus-alertmanager")
     tmp = tmp_path_factory.mktemp("stack")
@@ -155,9 +163,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhook: tuple[str, list[Any
     )
 
     app = _start(
-        [sys.executable, str(ROOT / "tests" / "monitoring_target.py"), str(app_port)],
+        [sys.executable, str(ROOT / "tests" / "monitoring_app.py"), str(app_port)],
         f"http://127.0.0.1:{app_port}/metrics",
-        "stand-in app",
+        "instrumented app",
         tmp / "app.log",
     )
     am = _start(
@@ -184,7 +192,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhook: tuple[str, list[Any
         tmp / "prom.log",
     )
     try:
-        yield f"http://127.0.0.1:{prom_port}"
+        yield Stack(f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}")
     finally:
         _stop(prom, am, app)
 
@@ -214,7 +222,7 @@ def _notified(received: list[tuple[str, dict[str, Any]]], path: str) -> list[str
     return [body["payload"]["summary"] for p, body in received if p == path]
 
 
-def test_budget_alerts_reach_the_receivers(stack: str, webhook: tuple[str, list[Any]]) -> None:
+def test_budget_alerts_reach_the_receivers(stack: Stack, webhook: tuple[str, list[Any]]) -> None:
     _, received = webhook
     pages = _wait_for(
         "the daily budget page",
@@ -230,16 +238,91 @@ def test_budget_alerts_reach_the_receivers(stack: str, webhook: tuple[str, list[
         ),
     )
     assert any("CostwardenDailyBudgetExceeded" in t for t in chat)  # pages are posted to chat too
-    # researcher-daily is at 84%: 80% inhibits 50%, and info-level 50% never goes to chat anyway.
+    # researcher-daily passed 80%: 80% inhibits 50%, and info-level 50% never goes to chat anyway.
     assert not any("Budget50Percent" in t for t in chat)
 
 
-def test_budget_alerts_are_firing_in_prometheus(stack: str) -> None:
-    firing = _wait_for("firing alerts", lambda: _query(stack, 'ALERTS{alertstate="firing"}'))
-    pairs = {(a["metric"]["alertname"], a["metric"].get("costwarden_budget")) for a in firing}
-    assert ("CostwardenDailyBudgetExceeded", "all-agents-daily") in pairs
-    assert ("CostwardenBudget80Percent", "researcher-daily") in pairs
-    assert ("CostwardenDailyBudgetExceeded", "researcher-daily") not in pairs
+def test_lower_thresholds_are_inhibited_in_alertmanager(stack: Stack) -> None:
+    """researcher-daily's 50% is silenced by its 80%; all-agents-daily's 50% and 80% by its 100%, and
+    its 100% by the daily page."""
+    expected = {
+        ("CostwardenBudget50Percent", "researcher-daily"): "suppressed",
+        ("CostwardenBudget80Percent", "researcher-daily"): "active",
+        ("CostwardenBudget50Percent", "all-agents-daily"): "suppressed",
+        ("CostwardenBudget80Percent", "all-agents-daily"): "suppressed",
+        ("CostwardenBudgetExhausted", "all-agents-daily"): "suppressed",
+        ("CostwardenDailyBudgetExceeded", "all-agents-daily"): "active",
+    }
+
+    def states() -> dict[tuple[str, str], str]:
+        with urllib.request.urlopen(f"{stack.alertmanager}/api/v2/alerts", timeout=10) as response:
+            alerts = json.load(response)
+        return {
+            (a["labels"]["alertname"], a["labels"].get("costwarden_budget", "")): a["status"]["state"]
+            for a in alerts
+        }
+
+    def reached() -> bool:
+        now = states()
+        return all(now.get(key) == state for key, state in expected.items())
+
+    if not _poll_until(reached):
+        now = states()
+        assert {key: now.get(key) for key in expected} == expected
+
+
+def test_budget_alerts_are_firing_in_prometheus(stack: Stack) -> None:
+    # Alerts with a `for:` of minutes stay pending in a test's seconds: their condition holds.
+    expected = {
+        ("CostwardenDailyBudgetExceeded", "all-agents-daily", "firing"),
+        ("CostwardenBudget80Percent", "researcher-daily", "firing"),
+        ("CostwardenWeeklyBudgetDayBurst", "team-weekly", "firing"),
+        ("CostwardenVetoSpike", "researcher-daily", "pending"),
+        ("CostwardenProviderErrors", "openai", "pending"),
+    }
+
+    def alerts() -> set[tuple[str, str, str]]:
+        return {
+            (m["alertname"], m.get("costwarden_budget") or m.get("gen_ai_provider_name", ""), m["alertstate"])
+            for m in (a["metric"] for a in _query(stack.prometheus, "ALERTS"))
+        }
+
+    seen = _wait_for("the expected alerts", lambda: (now := alerts()) >= expected and now)
+    # The veto keeps the researcher under its limit: 80% fires, 100% never does.
+    assert not {(name, budget) for name, budget, _ in seen} & {
+        ("CostwardenBudgetExhausted", "researcher-daily"),
+        ("CostwardenDailyBudgetExceeded", "researcher-daily"),
+    }
+    (used,) = _query(stack.prometheus, 'costwarden:budget_used:ratio{costwarden_budget="researcher-daily"}')
+    assert 0.8 <= float(used["value"][1]) < 1
+
+
+def test_per_scope_budgets_have_a_ratio_per_scope(stack: Stack) -> None:
+    """With metrics.high_cardinality, each run of the per-run budget is its own series, and the rules
+    match each one to the budget's single limit."""
+    runs = _wait_for(
+        "per-run usage",
+        lambda: _query(stack.prometheus, 'costwarden:budget_used:ratio{costwarden_budget="conversation"}'),
+    )
+    scopes = {r["metric"].get("costwarden_scope") for r in runs}
+    assert len(scopes) > 1, scopes
+    assert all(s and s.startswith("run_id=run-") for s in scopes), scopes
+    assert all(0 < float(r["value"][1]) < 1 for r in runs)
+
+
+def test_every_dashboard_variable_has_values(stack: Stack) -> None:
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
+        for variable in json.loads(path.read_text())["templating"]["list"]:
+            if variable.get("type") != "query":
+                continue
+            query = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"])
+            assert query, variable
+            selector, label = _substitute(query.group(1)), query.group(2)
+            values = _wait_for(
+                f"{path.stem}: values of variable {variable['name']}",
+                lambda label=label, selector=selector: _label_values(stack.prometheus, label, match=selector),
+            )
+            assert all(values), values
 
 
 def _rule_exprs() -> list[tuple[str, str]]:
@@ -270,21 +353,22 @@ def _substitute(expr: str) -> str:
     return expr
 
 
-def test_every_rule_and_dashboard_expression_returns_data(stack: str) -> None:
+def test_every_rule_and_dashboard_expression_returns_data(stack: Stack) -> None:
+    prometheus = stack.prometheus
     # Recording rules over recorded series need a few evaluations first.
-    _wait_for("recorded series", lambda: _query(stack, "costwarden:agent_cost_usd:rate1h_avg7d"))
-    _wait_for("forecast", lambda: _query(stack, "costwarden:budget_forecast:ratio"))
-    names = set(_wait_for("metric names", lambda: _label_values(stack, "__name__")))
+    _wait_for("recorded series", lambda: _query(prometheus, "costwarden:agent_cost_usd:rate1h_avg7d"))
+    _wait_for("forecast", lambda: _query(prometheus, "costwarden:budget_forecast:ratio"))
+    names = set(_wait_for("metric names", lambda: _label_values(prometheus, "__name__")))
     empty = []
     for where, expr in _rule_exprs() + _dashboard_exprs():
         expr = _substitute(expr)
         for name in _METRIC_NAME.findall(expr):
             assert name in names, f"{where}: {name} is not a series in Prometheus"
         if where in CONDITIONS_NOT_MET:
-            _query(stack, expr)  # must still evaluate
+            _query(prometheus, expr)  # must still evaluate
             continue
         # Rates over minutes start small: give each expression a few seconds to cross its threshold.
-        if not _poll(stack, expr):
+        if not _poll(prometheus, expr):
             empty.append(where)
     assert not empty, f"expressions returned no data: {empty}"
 
@@ -296,6 +380,16 @@ def _poll(base: str, expr: str, seconds: float = 15.0) -> list[dict[str, Any]]:
     return result
 
 
-def _label_values(base: str, label: str) -> list[str]:
-    with urllib.request.urlopen(f"{base}/api/v1/label/{label}/values", timeout=10) as response:
+def _poll_until(check: Any, seconds: float = DEADLINE) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _label_values(base: str, label: str, match: str | None = None) -> list[str]:
+    query = "?" + urllib.parse.urlencode({"match[]": match}) if match else ""
+    with urllib.request.urlopen(f"{base}/api/v1/label/{label}/values{query}", timeout=10) as response:
         return list(json.load(response)["data"])
