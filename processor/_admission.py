@@ -268,8 +268,14 @@ class Admitter:
             budget = plan.budgets[index]
             state = committed[index]
             after = (state[0] + usd, state[1] + tokens, state[2] + calls)
-            if _calm(plan, index, budget, call, after):
-                continue
+            floors = budget.calm_floors[plan.alert_next[index]]
+            if (
+                after[0] < floors[0]
+                and after[1] < floors[1]
+                and after[2] < floors[2]
+                and (plan.run_seen[index] or budget.config.refuse_new_work_at is None or call[2] is None)
+            ):
+                continue  # surely under every threshold, and no new run to record
             gate = self._slot(span, plan, index, call, state, after, decision, foreign)
             if gate is not None:
                 gates = [*gates, gate]
@@ -323,13 +329,3 @@ class Admitter:
             assert throttle is not None
             gate = self._gates.setdefault(key, Gate(throttle.max_concurrency, throttle.min_interval))
         return gate
-
-
-def _calm(plan: Plan, index: int, budget: Budget, call: CallKey, after: Committed) -> bool:
-    """Whether counter ``index`` is surely under every threshold and has no new run to record."""
-    if budget.config.refuse_new_work_at is not None and call[2] is not None and not plan.run_seen[index]:
-        return False
-    alert = plan.alert_next[index]
-    return below(after, budget.soft_floors) and (
-        alert >= len(budget.alert_at) or below(after, budget.alert_floors[alert])
-    )

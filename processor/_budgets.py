@@ -47,6 +47,10 @@ def _floors(fraction: float, limits: Limits) -> Floors:
     return (usd, _unit_floor(fraction, limits.tokens), _unit_floor(fraction, limits.calls))
 
 
+def _lowest(a: Floors, b: Floors) -> Floors:
+    return (min(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]))
+
+
 def _unit_floor(fraction: float, limit: int | None) -> float:
     if limit is None:
         return math.inf
@@ -67,6 +71,7 @@ class Budget:
     __slots__ = (
         "alert_at",
         "alert_floors",
+        "calm_floors",
         "config",
         "downgrade",
         "float_limits",
@@ -110,6 +115,11 @@ class Budget:
         self.soft_floor = min(present) if present else (1.0 if config.on_exceed == "warn" else 2.0)
         self.soft_floors = _floors(self.soft_floor, self.hard)
         self.alert_floors = tuple(_floors(at, self.hard) for at in self.alert_at)
+        self.calm_floors: tuple[Floors, ...] = (
+            *(_lowest(a, self.soft_floors) for a in self.alert_floors),
+            self.soft_floors,
+        )
+        """Indexed by the next alert not announced: under these, admission has nothing to do."""
 
     def applies(self, call: CallKey) -> bool:
         if self.guard is not None and self.guard not in call[7]:
