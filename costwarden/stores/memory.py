@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from costwarden.stores._base import (
+    ZERO,
     Amounts,
     Committed,
     CounterKey,
@@ -170,19 +171,30 @@ class MemoryStore:
         usd, tokens, calls = actual.usd, actual.tokens, actual.calls
         with self._lock:
             reservation = self._reservations.pop(reservation_id, None)
-            if reservation is not None:
-                held = reservation.amount
-                for counter in reservation.counters:
-                    counter.res_usd -= held.usd
-                    counter.res_tokens -= held.tokens
-                    counter.res_calls -= held.calls
+            counters = self._counters_for(keys)
+            if reservation is not None and reservation.counters is not counters:
+                self._unreserve(reservation)
+                reservation = None
+            held = reservation.amount if reservation is not None else ZERO
+            held_usd, held_tokens, held_calls = held.usd, held.tokens, held.calls
             spent = []
-            for counter in self._counters_for(keys):
+            for counter in counters:  # the usual case: the same counters it reserved in, in one pass
+                counter.res_usd -= held_usd
+                counter.res_tokens -= held_tokens
+                counter.res_calls -= held_calls
                 counter.spent_usd += usd
                 counter.spent_tokens += tokens
                 counter.spent_calls += calls
                 spent.append((counter.spent_usd, counter.spent_tokens, counter.spent_calls))
             return spent
+
+    @staticmethod
+    def _unreserve(reservation: _Reservation) -> None:
+        held = reservation.amount
+        for counter in reservation.counters:
+            counter.res_usd -= held.usd
+            counter.res_tokens -= held.tokens
+            counter.res_calls -= held.calls
 
     def release(self, reservation_id: str) -> None:
         """Drop a reservation; nothing is spent."""
