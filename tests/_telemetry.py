@@ -69,6 +69,9 @@ def stop_telemetry() -> None:
         "costwarden.instrumentation.google_genai:GoogleGenAIInstrumentor",
         "costwarden.instrumentation.bedrock:BedrockInstrumentor",
         "costwarden.instrumentation.cohere:CohereInstrumentor",
+        "costwarden.instrumentation.openai_agents:OpenAIAgentsInstrumentor",
+        "costwarden.instrumentation.pydantic_ai:PydanticAIInstrumentor",
+        "costwarden.instrumentation.langgraph:LangGraphInstrumentor",
     )
     previous = set_processor(None)
     if previous is not None:
