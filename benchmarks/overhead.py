@@ -1,0 +1,559 @@
+"""Per-call overhead of costwarden next to the bare openai SDK and the best-known peers, in one run.
+
+    benchmarks/run-overhead.sh            # makes .venvs/bench with the peers, then runs this
+    python benchmarks/overhead.py [--rounds 3] [--calls 1000] [--memory-calls 100000]
+
+Every configuration calls the same local fake provider (``python -m costwarden.testing``, its own
+process on its own core) with the same openai SDK: non-streaming chat completions with a ~4.7 KB
+prompt. Each configuration runs in its own process (instrumentations never see each other), with
+spans going to an SDK tracer provider with a BatchSpanProcessor and an exporter that drops them, and
+metrics to an SDK meter provider with an in-memory reader. Rounds are interleaved (each round runs
+every configuration once, in a rotated order) and the table shows the median of the rounds' medians.
+
+The "exact usage on a stream" column: one ``stream=True`` call without ``stream_options`` (the app did
+not ask for usage); does the configuration's span carry the output-token count the server produced?
+
+Then the memory run: costwarden (10 budgets, attribution on every call) makes ``--memory-calls``
+calls, a mix of plain, streamed, closed-early and abandoned streams, and prints RSS and tracemalloc's
+current size after warm-up and at the end. No assertions on time: absolute numbers depend on the
+machine; the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+
+CLIENT_CPU, SERVER_CPU = 0, 1
+
+# name -> (label, distributions whose versions the table names)
+CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bare": ("bare openai SDK", ("openai",)),
+    "costwarden": ("costwarden (no budgets)", ("costwarden",)),
+    "costwarden-10": ("costwarden (10 budgets)", ("costwarden",)),
+    "openllmetry": ("OpenLLMetry", ("opentelemetry-instrumentation-openai",)),
+    "otel-genai": ("OpenTelemetry genai-openai", ("opentelemetry-instrumentation-genai-openai",)),
+    "openlit": ("OpenLIT", ("openlit",)),
+}
+PEERS = ("openllmetry", "otel-genai", "openlit")
+
+# Ten budgets, none of which is ever hit (the cost of admitting and settling, not of acting).
+BUDGETS: list[dict[str, Any]] = [
+    {
+        "name": "conversation",
+        "per": ["run_id"],
+        "limit_usd": 1e9,
+        "alert_at": [0.5, 0.8],
+        "downgrade": {"at": 0.99, "to": {"gpt-4o": "gpt-4o-mini"}},
+    },
+    {
+        "name": "researcher-daily",
+        "match": {"agent": "research*"},
+        "limit_usd": 1e9,
+        "period": "day",
+        "throttle": {"at": 0.99, "max_concurrency": 4},
+    },
+    {
+        "name": "all-daily",
+        "limit_usd": 1e9,
+        "limit_tokens": 10**15,
+        "period": "day",
+        "refuse_new_work_at": 0.99,
+    },
+    {"name": "weekly", "limit_usd": 1e9, "period": "week"},
+    {"name": "monthly", "limit_usd": 1e9, "period": "month"},
+    {"name": "per-user", "per": ["user"], "limit_usd": 1e9, "period": "day"},
+    {"name": "per-agent", "per": ["agent"], "limit_calls": 10**12, "period": "hour"},
+    {"name": "per-model", "per": ["model"], "limit_tokens": 10**15},
+    {"name": "turns", "per": ["run_id"], "limit_calls": 10**12, "max_repeats": 10**9},
+    {"name": "writer-only", "match": {"agent": "writer"}, "limit_usd": 1e9},
+]
+
+
+# ---------------------------------------------------------------- enabling each configuration
+
+
+def enable(name: str, telemetry: common.Telemetry) -> Callable[[], Any]:
+    """Turn the configuration on; returns a context factory each timed call runs in."""
+    tp, mp = telemetry.tracer_provider, telemetry.meter_provider
+    if name == "bare":
+        pass
+    elif name in ("costwarden", "costwarden-10"):
+        import costwarden
+
+        config: dict[str, Any] = {"ledger": {"enabled": False}}
+        if name == "costwarden-10":
+            config["budgets"] = BUDGETS
+        costwarden.configure(config, tracer_provider=tp, meter_provider=mp)
+        if name == "costwarden-10":
+            return lambda: costwarden.attribute(agent="researcher", workflow="brief", run_id="r1", user="u1")
+    elif name == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+    elif name == "otel-genai":
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as GenAIInstrumentor
+
+        GenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+    elif name == "openlit":
+        _enable_openlit()
+    else:
+        raise SystemExit(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
+    return _no_context
+
+
+def _enable_openlit() -> None:
+    """OpenLIT with no network: it reuses the global SDK providers set up above (so no OTLP exporter),
+    reads prices from an empty local file instead of downloading them, and instruments openai only
+    (by default it would also instrument httpx, requests, urllib3... adding HTTP spans to each call)."""
+    import tempfile
+
+    import openlit
+    from openlit._instrumentors import MODULE_NAME_MAP
+
+    prices = Path(tempfile.mkdtemp()) / "pricing.json"
+    prices.write_text("{}")
+    openlit.init(
+        otlp_endpoint=None,
+        pricing_json=str(prices),
+        disabled_instrumentors=[name for name in MODULE_NAME_MAP if name != "openai"],
+        disable_events=True,
+        collect_gpu_stats=False,
+        collect_system_metrics=False,
+    )
+
+
+class _NoContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_CONTEXT = _NoContext()
+
+
+def _no_context() -> _NoContext:
+    return _NO_CONTEXT
+
+
+def make_client(base_url: str) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
+
+
+def call(client: Any) -> Any:
+    return client.chat.completions.create(
+        model=common.MODEL, messages=common.MESSAGES, max_tokens=common.MAX_TOKENS
+    )
+
+
+# ---------------------------------------------------------------- worker: one configuration, one round
+
+
+def run_worker(name: str, base_url: str, warmup: int) -> None:
+    """Serve the parent: set up, warm up, then answer ``run N`` (time N calls), ``stream`` (the usage
+    check) and ``quit``, one JSON line per command. The process stays up between batches so that
+    batches of every configuration can be interleaved."""
+    common.pin_to_cpu(CLIENT_CPU)
+    telemetry = common.Telemetry()
+    context = enable(name, telemetry)
+    client = make_client(base_url)
+    for _ in range(warmup):
+        with context():
+            call(client)
+    telemetry.flush()
+    print(json.dumps({"ready": name}), flush=True)
+    perf = time.perf_counter_ns
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "run":
+            samples = []
+            cpu_start = time.process_time_ns()  # all threads, the batch span processor's included
+            for _ in range(int(arg)):
+                with context():
+                    start = perf()
+                    call(client)
+                    samples.append(perf() - start)
+            cpu_ns = (time.process_time_ns() - cpu_start) / len(samples)
+            print(json.dumps({"samples_ns": samples, "cpu_ns": cpu_ns}), flush=True)
+        elif command == "stream":
+            print(json.dumps(stream_usage_check(client, telemetry, context)), flush=True)
+        else:
+            break
+    telemetry.flush()
+
+
+def stream_usage_check(
+    client: Any, telemetry: common.Telemetry, context: Callable[[], Any]
+) -> dict[str, Any]:
+    """A stream the app asked no usage for: does the span carry the output tokens the server produced?
+
+    The server's count comes from the same request with ``include_usage`` (the fake provider's usage
+    is deterministic in the request)."""
+    kwargs = {
+        "model": common.MODEL,
+        "messages": common.MESSAGES,
+        "max_tokens": common.MAX_TOKENS,
+        "stream": True,
+    }
+    produced = None
+    with context():
+        for chunk in client.chat.completions.create(**kwargs, stream_options={"include_usage": True}):
+            if getattr(chunk, "usage", None) is not None:
+                produced = chunk.usage.completion_tokens
+    seen_usage = []
+
+    def plain_stream() -> None:
+        with context():
+            seen_usage.extend(
+                c.usage for c in client.chat.completions.create(**kwargs) if c.usage is not None
+            )
+
+    reported = common.output_tokens(telemetry.spans_during(plain_stream))
+    return {
+        "produced": produced,
+        "reported": reported,
+        "exact": reported is not None and reported == produced,
+        "app_saw_usage_chunk": bool(seen_usage),  # an instrumentation must not change what the app sees
+    }
+
+
+# ---------------------------------------------------------------- worker: memory run (costwarden)
+
+
+def run_memory(base_url: str, calls: int, warmup: int) -> dict[str, Any]:
+    """costwarden with 10 budgets: a mix of plain, streamed, closed-early and abandoned-stream calls."""
+    import costwarden
+
+    common.pin_to_cpu(CLIENT_CPU)
+    telemetry = common.Telemetry()
+    costwarden.configure(
+        {"ledger": {"enabled": False}, "budgets": BUDGETS},
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+    client = make_client(base_url)
+    tracemalloc.start()
+    for i in range(warmup):
+        _mixed_call(client, i)
+    checkpoints = [{"calls": 0, **_memory(telemetry)}]
+    start = time.monotonic()
+    step = max(1, calls // 4)
+    for done in range(step, calls + step, step):
+        for i in range(warmup + done - step, warmup + min(done, calls)):
+            _mixed_call(client, i)
+        checkpoints.append({"calls": min(done, calls), **_memory(telemetry)})
+        if done >= calls:
+            break
+    seconds = time.monotonic() - start
+    return {"calls": calls, "warmup": warmup, "checkpoints": checkpoints, "seconds": seconds}
+
+
+AGENTS = ("planner", "researcher", "writer")
+
+
+def _mixed_call(client: Any, i: int) -> None:
+    import costwarden
+
+    kind = i % 10
+    with costwarden.attribute(agent=AGENTS[i % 3], workflow="brief", run_id=f"run-{i % 7}", user=f"u{i % 5}"):
+        if kind < 6:
+            call(client)
+            return
+        stream = client.chat.completions.create(
+            model=common.MODEL, messages=common.MESSAGES, max_tokens=common.MAX_TOKENS, stream=True
+        )
+        if kind < 8:  # read to the end
+            for _ in stream:
+                pass
+        elif kind == 8:  # closed early
+            with stream:
+                next(iter(stream))
+        else:  # abandoned half-read: dropped without close(); the SDK's response is closed for it below
+            next(iter(stream))
+            response = stream.response
+            del stream
+            response.close()  # the bare SDK would keep the pooled connection busy otherwise
+
+
+def _memory(telemetry: common.Telemetry) -> dict[str, int]:
+    telemetry.flush()
+    telemetry.reader.get_metrics_data()  # what an exporter would collect
+    gc.collect()
+    current, _peak = tracemalloc.get_traced_memory()
+    return {"rss_kib": common.read_rss_kib(), "traced_bytes": current, "blocks": sys.getallocatedblocks()}
+
+
+# ---------------------------------------------------------------- parent: server, rounds, table
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import _common; "
+        f"_common.pin_to_cpu({SERVER_CPU}); from costwarden.testing.__main__ import main; "
+        "sys.exit(main(['--port', '0', '--output-tokens', '64']))"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    url = server.stdout.readline().strip()
+    if not url.startswith("http"):
+        server.kill()
+        raise SystemExit(f"the fake provider did not print its URL (got {url!r})")
+    return server, url
+
+
+class Worker:
+    """One configuration's process, driven line by line."""
+
+    def __init__(self, name: str, url: str, warmup: int) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", name, "--url", url, "--warmup", str(warmup)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+
+    def ask(self, command: str | None = None) -> dict[str, Any]:
+        """Send a command (or none: read the ready line) and read its JSON answer; RuntimeError with
+        the worker's last error line if it died."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait()
+                assert self.proc.stderr is not None
+                tail = (self.proc.stderr.read().strip().splitlines() or ["(no output)"])[-1]
+                raise RuntimeError(f"exit {self.proc.returncode}: {tail}")
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self.ask("quit")
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_in_subprocess(args: list[str]) -> dict[str, Any] | str:
+    """Run this file once; its last stdout line is JSON. Returns the result or why it failed."""
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return f"exit {proc.returncode}: {tail}"
+    return json.loads(lines[-1])
+
+
+def dist_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        run_worker(args.worker, args.url, args.warmup)
+        return
+    if args.memory_worker:
+        print(json.dumps(run_memory(args.url, args.calls, args.memory_warmup)))
+        return
+    configs = args.configs or list(CONFIGS)
+    os.environ["BENCH_PIN"] = "1" if args.pin else "0"
+    batches = args.batches
+    print(f"costwarden overhead benchmark, {datetime.date.today().isoformat()}")
+    print(f"command: python benchmarks/overhead.py {' '.join(sys.argv[1:])}".rstrip())
+    print(
+        f"python {platform.python_version()}, openai {dist_version('openai')} for every configuration, "
+        f"{os.cpu_count()} CPUs; prompt {common.PROMPT_BYTES} bytes, non-streaming chat completions, "
+        f"{batches} interleaved batches x {args.batch_size} calls per configuration (+{args.warmup} warm-up)"
+    )
+    print(
+        "Machine note: absolute times are this machine's (a small, shared, noisy 2-core VM; "
+        "client and fake server in separate processes); they mean little.\n"
+        "Compare the ratios and the added time between rows of one run."
+    )
+    server, url = start_server()
+    workers: dict[str, Worker] = {}
+    failed: dict[str, str] = {}
+    samples: dict[str, list[int]] = {name: [] for name in configs}
+    batch_medians: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
+    streams: dict[str, dict[str, Any]] = {}
+    try:
+        for name in configs:
+            workers[name] = Worker(name, url + "/v1", args.warmup)
+        for name in configs:
+            try:
+                workers[name].ask()
+            except RuntimeError as exc:
+                failed[name] = str(exc)
+                print(f"  {name}: left out, {exc}", flush=True)
+        live = [name for name in configs if name not in failed]
+        for batch in range(batches):
+            shift = batch % len(live)
+            for name in live[shift:] + live[:shift]:  # a rotated order each batch
+                answer = workers[name].ask(f"run {args.batch_size}")
+                samples[name].extend(answer["samples_ns"])
+                batch_medians[name].append(statistics.median(answer["samples_ns"]) / 1000)
+                cpu[name].append(answer["cpu_ns"] / 1000)
+            if (batch + 1) % max(1, batches // 10) == 0:
+                print(f"  batch {batch + 1}/{batches}", flush=True)
+        for name in live:
+            streams[name] = workers[name].ask("stream")
+    finally:
+        for worker in workers.values():
+            worker.stop()
+    try:
+        print_table(configs, samples, batch_medians, cpu, streams, failed)
+        if args.calls > 0:
+            memory_args = ["--memory-worker", "--url", url + "/v1", "--calls", str(args.calls)]
+            print_memory(run_in_subprocess([*memory_args, "--warmup", str(args.memory_warmup)]))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def print_table(
+    configs: list[str],
+    samples: dict[str, list[int]],
+    batch_medians: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    streams: dict[str, dict[str, Any]],
+    failed: dict[str, str],
+) -> None:
+    """The table. Wall time: median per call; the time added over the bare SDK is the median of
+    per-batch differences (batches that ran next to each other see the same noise). Client CPU time
+    per call (all the client process's threads) is not inflated by waiting for a busy core, so on a
+    shared machine its difference is the steadier measure of what an instrumentation costs."""
+    medians = {name: statistics.median(values) / 1000 for name, values in samples.items() if values}
+    cpu_median = {name: statistics.median(cpu[name]) for name in medians}
+    added: dict[str, float] = {}
+    added_cpu: dict[str, float] = {}
+    if "bare" in medians:
+        for name in medians:
+            added[name] = statistics.median(_diffs(batch_medians[name], batch_medians["bare"]))
+            added_cpu[name] = statistics.median(_diffs(cpu[name], cpu["bare"]))
+    print()
+    print(
+        "| configuration | version | wall µs/call (median) | added wall µs | ratio to bare "
+        "| client CPU µs/call | added CPU µs | exact usage on a stream the app didn't ask usage for |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for name in configs:
+        label, dists = CONFIGS[name]
+        versions = ", ".join(dist_version(d) for d in dists)
+        if name not in medians:
+            print(f"| {label} | {versions} | left out: {failed.get(name, 'no result')} | | | | | |")
+            continue
+        plus = f"{added[name]:+.0f}" if name in added and name != "bare" else "-"
+        plus_cpu = f"{added_cpu[name]:+.0f}" if name in added_cpu and name != "bare" else "-"
+        ratio = f"{medians[name] / medians['bare']:.2f}" if "bare" in medians else "-"
+        stream = describe_stream(name, streams.get(name, {}))
+        print(
+            f"| {label} | {versions} | {medians[name]:.0f} | {plus} | {ratio} | {cpu_median[name]:.0f} "
+            f"| {plus_cpu} | {stream} |"
+        )
+    print()
+    for what, table in (("wall", added), ("client CPU", added_cpu)):
+        peers = {name: table[name] for name in PEERS if name in table}
+        if not peers:
+            continue
+        best = min(peers, key=lambda name: peers[name])
+        for name in ("costwarden", "costwarden-10"):
+            if name in table:
+                print(
+                    f"{what}: {CONFIGS[name][0]} adds {table[name]:.0f} µs per call; the best peer "
+                    f"({CONFIGS[best][0]}) adds {peers[best]:.0f} µs: {table[name] / peers[best]:.2f} of it "
+                    "(the bar: 0.33 or less)"
+                )
+
+
+def _diffs(values: list[float], bare: list[float]) -> list[float]:
+    return [value - base for value, base in zip(values, bare, strict=True)]
+
+
+def describe_stream(name: str, stream: dict[str, Any]) -> str:
+    if name == "bare" or not stream:
+        return "-" if name == "bare" else "not checked"
+    note = " (but the app saw a usage chunk it did not ask for)" if stream.get("app_saw_usage_chunk") else ""
+    if stream["exact"]:
+        return f"yes ({stream['reported']} = {stream['produced']}){note}"
+    if stream["reported"] is None:
+        return f"no (no output tokens on the span){note}"
+    return f"no (span says {stream['reported']}, server produced {stream['produced']}){note}"
+
+
+def print_memory(result: dict[str, Any] | str) -> None:
+    print()
+    if isinstance(result, str):
+        print(f"memory run failed: {result}")
+        return
+    points = result["checkpoints"]
+    first, last = points[0], points[-1]
+    print(
+        f"Memory, costwarden with 10 budgets and attribution: {result['calls']:,} calls after "
+        f"{result['warmup']:,} warm-up calls (6/10 plain, 2/10 streamed to the end, 1/10 closed early, "
+        f"1/10 abandoned half-read), {result['seconds']:.0f} s with tracemalloc on"
+    )
+    print("| calls after warm-up | RSS (VmRSS) | tracemalloc current | allocated blocks |")
+    print("|---:|---:|---:|---:|")
+    for point in points:
+        print(
+            f"| {point['calls']:,} | {point['rss_kib']:,} KiB | {point['traced_bytes']:,} B "
+            f"| {point['blocks']:,} |"
+        )
+    traced = last["traced_bytes"] - first["traced_bytes"]
+    print(
+        f"| end - warm-up | {last['rss_kib'] - first['rss_kib']:+,} KiB | {traced:+,} B "
+        f"({traced / max(1, result['calls']):+.2f} B/call) | {last['blocks'] - first['blocks']:+,} |"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=40, help="interleaved batches per configuration")
+    parser.add_argument("--batch-size", type=int, default=50, help="timed calls per batch")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed calls first, in each process")
+    parser.add_argument("--calls", type=int, default=100_000, help="calls in the memory run (0: skip it)")
+    parser.add_argument("--memory-warmup", type=int, default=2000, help="untimed calls before the memory run")
+    parser.add_argument("--pin", action="store_true", help="pin the client and the server to a core each")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="only these configurations")
+    parser.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()
