@@ -8,12 +8,36 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from costwarden.instrumentation._usage import read_path
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
+from costwarden.instrumentation._usage import read_path
 
-__all__ = ["as_plain", "numeric_params", "response_attributes", "server_attributes"]
+__all__ = [
+    "as_plain",
+    "given",
+    "numeric_params",
+    "raw_response_parser",
+    "response_attributes",
+    "server_attributes",
+]
+
+
+def given(kwargs: Mapping[str, Any], key: str) -> Any:
+    """A keyword argument's value, or None when absent or one of the SDK's "not given" sentinels
+    (``NotGiven`` / ``Omit`` in the Stainless-generated SDKs: openai, anthropic)."""
+    value = kwargs.get(key)
+    if value is None or type(value).__name__ in ("NotGiven", "Omit"):
+        return None
+    return value
+
+
+def raw_response_parser(result: Any) -> Any:
+    """For a Stainless SDK's raw response (``with_raw_response``: it has ``http_response`` and
+    ``parse()``), its ``parse``; None when ``result`` is the parsed object itself."""
+    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
+        return result.parse
+    return None
 
 
 @lru_cache(maxsize=256)

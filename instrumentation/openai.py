@@ -13,6 +13,14 @@ from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.util.types import AttributeValue
+
+from costwarden import semconv as sc
+from costwarden._types import CallRequest
+from costwarden.instrumentation._common import given as _given
+from costwarden.instrumentation._common import raw_response_parser
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
 from costwarden.instrumentation._usage import (
     UsageMap,
@@ -22,12 +30,6 @@ from costwarden.instrumentation._usage import (
     usage_from,
 )
 from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.util.types import AttributeValue
-
-from costwarden import semconv as sc
-from costwarden._types import CallRequest
 
 __all__ = ["OpenAIInstrumentor", "provider_for_host"]
 
@@ -91,14 +93,6 @@ def _server(base_url: str, is_azure: bool) -> tuple[str, str, int | None]:
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
     return ("azure.ai.openai" if is_azure else provider_for_host(host)), host, port
-
-
-def _given(kwargs: dict[str, Any], key: str) -> Any:
-    """A keyword argument's value, or None when absent or one of the SDK's "not given" sentinels."""
-    value = kwargs.get(key)
-    if value is None or type(value).__name__ in ("NotGiven", "Omit"):
-        return None
-    return value
 
 
 def _client_attributes(instance: Any) -> tuple[str, dict[str, AttributeValue]]:
@@ -205,9 +199,7 @@ class _Operation:
         return _ChunkStream(self, hide_injected)
 
     def unwrap_raw(self, result: Any) -> Any:
-        if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
-            return result.parse
-        return None
+        return raw_response_parser(result)
 
 
 def _response_attributes(response: Any) -> dict[str, AttributeValue]:
