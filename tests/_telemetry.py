@@ -67,6 +67,7 @@ def stop_telemetry() -> None:
     OpenAIInstrumentor().uninstrument()
     _uninstrument_optional(
         "costwarden.instrumentation.google_genai:GoogleGenAIInstrumentor",
+        "costwarden.instrumentation.anthropic:AnthropicInstrumentor",
         "costwarden.instrumentation.bedrock:BedrockInstrumentor",
         "costwarden.instrumentation.cohere:CohereInstrumentor",
         "costwarden.instrumentation.openai_agents:OpenAIAgentsInstrumentor",

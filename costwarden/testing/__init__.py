@@ -19,7 +19,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from costwarden.testing import _bedrock, _cohere, _gemini, _openai
+from costwarden.testing import _anthropic, _bedrock, _cohere, _gemini, _openai
 from costwarden.testing._server import (
     Fault,
     FaultKind,
@@ -46,6 +46,7 @@ def _default_router() -> Router:
     router = Router()
     _openai.register(router)
     _gemini.register(router)
+    _anthropic.register(router)
     _bedrock.register(router)
     _cohere.register(router)
     return router

@@ -72,6 +72,19 @@ class PromptCache:
                 self._seen.popitem(last=False)
         return cached
 
+    def seen_before(self, model: str, text: str) -> bool:
+        """Whether this exact prompt prefix was seen before for ``model``; remembers it (Anthropic's
+        explicit cache breakpoints)."""
+        key = self._key(model, text)
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return True
+            self._seen[key] = None
+            while len(self._seen) > self._max:
+                self._seen.popitem(last=False)
+        return False
+
     def clear(self) -> None:
         """Forget every prefix."""
         with self._lock:
