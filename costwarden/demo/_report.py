@@ -14,6 +14,11 @@ from costwarden import semconv as sc
 
 __all__ = ["Spend", "print_report", "spend_by"]
 
+# Framework spans group LLM calls; they are not calls themselves.
+_NOT_LLM_CALLS = frozenset(
+    {sc.OPERATION_INVOKE_AGENT, sc.OPERATION_INVOKE_WORKFLOW, sc.OPERATION_EXECUTE_TOOL}
+)
+
 
 @dataclass
 class Spend:
@@ -26,11 +31,15 @@ class Spend:
 
 
 def spend_by(spans: Iterable[ReadableSpan], attribute: str) -> dict[str, Spend]:
-    """Spend of LLM call spans grouped by one span attribute, most expensive first."""
+    """Spend of LLM call spans (agent and workflow spans left out) grouped by one span attribute,
+    most expensive first."""
     groups: dict[str, Spend] = defaultdict(Spend)
     for span in spans:
         attributes = span.attributes or {}
-        if sc.GEN_AI_OPERATION_NAME not in attributes:
+        if (
+            attributes.get(sc.GEN_AI_OPERATION_NAME) in _NOT_LLM_CALLS
+            or sc.GEN_AI_OPERATION_NAME not in attributes
+        ):
             continue
         spend = groups[str(attributes.get(attribute, "(none)"))]
         if attributes.get(sc.COSTWARDEN_BUDGET_DECISION) == "veto":
