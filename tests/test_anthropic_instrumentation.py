@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sqlite3
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -378,3 +383,86 @@ def test_vertex_ai_client_is_its_own_provider(telemetry, fake, stream):
     assert attributes[sc.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
         published_cost("claude-sonnet-4-5", attributes), rel=1e-9
     )
+
+
+def test_example_prints_spend_per_agent(fake):
+    example = Path(__file__).resolve().parent.parent / "examples" / "anthropic_agents.py"
+    env = {**os.environ, "ANTHROPIC_BASE_URL": fake.url}
+    done = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split() for line in done.stdout.splitlines())
+    assert set(lines) == {"researcher", "writer"}, done.stdout
+    assert all(float(usd.lstrip("$")) > 0 for usd in lines.values()), done.stdout
+    assert len(fake.requests) == 2
+
+
+E2E_APP = """
+import asyncio, gc
+import anthropic
+import costwarden
+
+client = anthropic.Anthropic(max_retries=0)
+aclient = anthropic.AsyncAnthropic(max_retries=0)
+messages = [{"role": "user", "content": "Plan a trip to Lisbon."}]
+with costwarden.attribute(agent="planner", run_id="run-7"):
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=30, messages=messages)
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=30, messages=messages) as stream:
+        stream.until_done()
+
+    async def go():
+        async with aclient.messages.stream(model="claude-sonnet-4-5", max_tokens=30, messages=messages) as s:
+            await s.until_done()
+    asyncio.run(go())
+    client.messages.count_tokens(model="claude-sonnet-4-5", messages=messages)
+    for _ in range(3):
+        try:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=30, messages=messages)
+        except costwarden.BudgetExceeded as exc:
+            print("VETO", exc.budget, flush=True)
+print("DONE", flush=True)
+"""
+E2E_CONFIG = """
+budgets:
+  - name: planner-calls
+    match: {agent: planner}
+    limit_calls: 4
+"""
+
+
+@pytest.mark.e2e
+def test_unchanged_app_under_opentelemetry_instrument(tmp_path, fake):
+    (tmp_path / "app.py").write_text(E2E_APP)
+    (tmp_path / "costwarden.yaml").write_text(E2E_CONFIG)
+    ledger = tmp_path / "ledger.db"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "ANTHROPIC_"))},
+        "ANTHROPIC_BASE_URL": fake.url,
+        "ANTHROPIC_API_KEY": "sk-ant-never-recorded",
+        "COSTWARDEN_LEDGER": str(ledger),
+        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run(
+        [str(bin_dir / "opentelemetry-instrument"), sys.executable, "app.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    # 4 calls admitted, then 2 vetoed: the SDK's own OTel span of each call (anthropic >= 2 emits one
+    # under a global tracer provider) is not counted a second time, and count_tokens is not counted.
+    assert done.stdout.count("VETO planner-calls") == 2, done.stdout + done.stderr
+    assert "DONE" in done.stdout
+    assert len(fake.requests) == 5  # 4 admitted calls + count_tokens; the 2 vetoed calls sent nothing
+    with sqlite3.connect(ledger) as db:
+        tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+        assert tables, "the ledger was not written"
