@@ -84,6 +84,7 @@ class MemoryStore:
         # The processor passes the same keys tuple for every call with the same plan: resolving it
         # once saves hashing every CounterKey on every call. Keyed by id, checked by identity.
         self._resolved: dict[int, tuple[Sequence[CounterKey], list[_Counter]]] = {}
+        self._checks: dict[int, tuple[Sequence[Limits | None], tuple[tuple[int, Limits], ...]]] = {}
         self._reservations: dict[str, _Reservation] = {}
         self._clock = clock
         self._next_sweep = clock() + _SWEEP_EVERY
@@ -155,9 +156,8 @@ class MemoryStore:
             (c.spent_usd + c.res_usd, c.spent_tokens + c.res_tokens, c.spent_calls + c.res_calls)
             for c in counters
         ]
-        for index, (state, limit) in enumerate(zip(committed, limits, strict=True)):
-            if limit is None:
-                continue
+        for index, limit in self._limit_checks(limits):
+            state = committed[index]
             if limit.usd is not None and state[0] + usd > limit.usd:
                 return counters, committed, (index, "usd")
             if limit.tokens is not None and state[1] + tokens > limit.tokens:
@@ -165,6 +165,18 @@ class MemoryStore:
             if limit.calls is not None and state[2] + calls > limit.calls:
                 return counters, committed, (index, "calls")
         return counters, committed, None
+
+    def _limit_checks(self, limits: Sequence[Limits | None]) -> tuple[tuple[int, Limits], ...]:
+        """The counters with limits, by index: cached per ``limits`` object like ``_counters_for``."""
+        entry = self._checks.get(id(limits))
+        if entry is not None and entry[0] is limits:
+            return entry[1]
+        checks = tuple((i, limit) for i, limit in enumerate(limits) if limit is not None)
+        if isinstance(limits, tuple):
+            if len(self._checks) > 4096:
+                self._checks.clear()
+            self._checks[id(limits)] = (limits, checks)
+        return checks
 
     def settle(self, reservation_id: str, keys: Sequence[CounterKey], actual: Amounts) -> list[Committed]:
         """Swap the reservation for ``actual`` in each counter; return each counter's spent after."""
