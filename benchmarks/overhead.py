@@ -222,7 +222,7 @@ def stream_usage_check(
         for chunk in client.chat.completions.create(**kwargs, stream_options={"include_usage": True}):
             if getattr(chunk, "usage", None) is not None:
                 produced = chunk.usage.completion_tokens
-    seen_usage = []
+    seen_usage: list[Any] = []
 
     def plain_stream() -> None:
         with context():
@@ -435,7 +435,8 @@ def main() -> None:
         for worker in workers.values():
             worker.stop()
     try:
-        print_table(configs, samples, batch_medians, cpu, streams, failed)
+        if batches > 0:
+            print_table(configs, samples, batch_medians, cpu, streams, failed)
         if args.calls > 0:
             memory_args = ["--memory-worker", "--url", url + "/v1", "--calls", str(args.calls)]
             print_memory(run_in_subprocess([*memory_args, "--warmup", str(args.memory_warmup)]))
