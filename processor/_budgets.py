@@ -183,7 +183,7 @@ class Plan:
     store's ``add_member`` decides who announces)."""
     run_seen: list[bool]
     """Per counter, whether this call key's run is known to have started (refuse new work)."""
-    metric_attributes: dict[tuple[Any, Any], Any]
+    metric_attributes: dict[tuple[Any, Any, Any], Any]
     """This call key's metric attributes per (operation, response model), filled at settlement."""
 
 

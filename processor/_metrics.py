@@ -118,19 +118,26 @@ _cache: dict[tuple[Any, ...], CallAttributes] = {}
 
 
 def call_attributes(
-    call: tuple[Any, ...], operation: Any, response_model: Any, *, high_cardinality: bool
+    call: tuple[Any, ...],
+    operation: Any,
+    response_model: Any,
+    request_model: Any = None,
+    *,
+    high_cardinality: bool,
 ) -> CallAttributes:
-    """The metric attributes for a call key (see ``_budgets.CallKey``), cached per combination."""
-    cache_key = (call, operation, response_model, high_cardinality)
+    """The metric attributes for a call key (see ``_budgets.CallKey``), cached per combination.
+    ``request_model`` is the model sent, when a downgrade changed it from the call key's."""
+    cache_key = (call, operation, response_model, request_model, high_cardinality)
     cached = _cache.get(cache_key)
     if cached is not None:
         return cached
-    genai = {sc.GEN_AI_PROVIDER_NAME: call[6], sc.GEN_AI_REQUEST_MODEL: call[5]}
+    model = str(request_model) if request_model is not None else call[5]
+    genai = {sc.GEN_AI_PROVIDER_NAME: call[6], sc.GEN_AI_REQUEST_MODEL: model}
     if operation is not None:
         genai[sc.GEN_AI_OPERATION_NAME] = str(operation)
     if response_model is not None:
         genai[sc.GEN_AI_RESPONSE_MODEL] = str(response_model)
-    cost = {sc.GEN_AI_PROVIDER_NAME: call[6], sc.GEN_AI_REQUEST_MODEL: call[5]}
+    cost = {sc.GEN_AI_PROVIDER_NAME: call[6], sc.GEN_AI_REQUEST_MODEL: model}
     named: tuple[tuple[str, int], ...] = ((sc.GEN_AI_AGENT_NAME, 0), (sc.GEN_AI_WORKFLOW_NAME, 1))
     if high_cardinality:
         named += ((sc.GEN_AI_CONVERSATION_ID, 2), (sc.USER_ID, 3))

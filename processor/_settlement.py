@@ -122,13 +122,18 @@ class Settler:
 
     def _attributes(self, attrs: Any, call: Any, plan: Plan | None = None) -> CallAttributes:
         operation, response_model = attrs.get(sc.GEN_AI_OPERATION_NAME), attrs.get(sc.GEN_AI_RESPONSE_MODEL)
+        # The model sent, which a downgrade may have changed since admission keyed the call.
+        request_model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
         if plan is None:
-            return call_attributes(call, operation, response_model, high_cardinality=self._high_cardinality)
+            return call_attributes(
+                call, operation, response_model, request_model, high_cardinality=self._high_cardinality
+            )
         cache = plan.metric_attributes
-        found = cache.get((operation, response_model))
+        key = (operation, response_model, request_model)
+        found = cache.get(key)
         if found is None:
-            found = cache[(operation, response_model)] = call_attributes(
-                call, operation, response_model, high_cardinality=self._high_cardinality
+            found = cache[key] = call_attributes(
+                call, operation, response_model, request_model, high_cardinality=self._high_cardinality
             )
         return found
 

@@ -246,3 +246,17 @@ def test_strict_budget_never_overspends_under_concurrent_sdk_calls(budgets, fake
     assert row.reserved == 0
     assert row.spent <= Decimal("0.004")
     assert len(fake.requests) == outcomes.count("ok")
+
+
+def test_metrics_of_a_downgraded_call_name_the_model_sent(budgets, fake, openai_client):
+    telemetry = budgets(
+        {
+            "budgets": [
+                {"name": "d", "limit_usd": 1, "downgrade": {"at": 0.0, "to": {"gpt-4o": "gpt-4o-mini"}}}
+            ]
+        }
+    )
+    openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    for name in (sc.METRIC_COST, sc.METRIC_TOKEN_USAGE, sc.METRIC_OPERATION_DURATION):
+        models = {p.attributes[sc.GEN_AI_REQUEST_MODEL] for p in telemetry.metric_points(name)}
+        assert models == {"gpt-4o-mini"}, name
