@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from costwarden.instrumentation._safety import best_effort
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -27,6 +26,7 @@ from costwarden._attribution import attribution_attributes
 from costwarden._errors import BudgetExceeded
 from costwarden._state import get_processor
 from costwarden._types import Admission, CallRequest, Usage
+from costwarden.instrumentation._safety import best_effort
 from costwarden.pricing import get_price_book
 
 __all__ = [

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Collection, Mapping
-from typing import Any, ClassVar
-
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from collections.abc import Mapping
+from typing import Any
 
 from costwarden import semconv as sc
 from costwarden.instrumentation._framework import (
@@ -29,9 +26,8 @@ from costwarden.instrumentation._framework import (
     Hook,
     ScopeHook,
     run_identity,
-    unwrap_hooks,
-    wrap_hooks,
 )
+from costwarden.instrumentation._instrumentor import HookInstrumentor
 
 __all__ = ["AG2Instrumentor"]
 
@@ -84,26 +80,13 @@ def _classic_hooks() -> list[Hook]:
     ]
 
 
-class AG2Instrumentor(BaseInstrumentor):
+class AG2Instrumentor(HookInstrumentor):
     """Instruments AG2: agent and conversation spans and attribution for the LLM calls beneath.
 
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_ag2`` entry point; the LLM calls
     themselves are priced and budgeted by the openai instrumentation."""
 
-    _wrapped: ClassVar[list[Hook]] = []
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        AG2Instrumentor._wrapped = wrap_hooks(_classic_hooks(), tracer)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_hooks(AG2Instrumentor._wrapped)
-        AG2Instrumentor._wrapped = []
+    def hooks(self) -> list[Hook]:
+        return _classic_hooks()

@@ -15,12 +15,9 @@ reports the input counts in ``message_start`` and the cumulative output in ``mes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
@@ -34,8 +31,9 @@ from costwarden.instrumentation._common import (
     server_attributes,
 )
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
+from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import UsageMap, estimate_tokens, input_token_bound, usage_from
-from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
+from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["AnthropicInstrumentor"]
 
@@ -211,25 +209,12 @@ def _targets() -> list[WrapTarget]:
     return targets
 
 
-class AnthropicInstrumentor(BaseInstrumentor):
+class AnthropicInstrumentor(TargetInstrumentor):
     """Instruments the anthropic SDK: every Messages call becomes a priced, attributed GenAI span,
     admitted by costwarden's budget processor before it is sent (``costwarden_anthropic`` entry point;
     also installs the budget processor under ``opentelemetry-instrument``)."""
 
-    _wrapped: ClassVar[list[WrapTarget]] = []
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        AnthropicInstrumentor._wrapped = wrap_targets(_targets(), tracer)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_targets(AnthropicInstrumentor._wrapped)
-        AnthropicInstrumentor._wrapped = []
+    def targets(self) -> list[WrapTarget]:
+        return _targets()

@@ -16,19 +16,19 @@ exception from a team run as a ``RuntimeError`` naming it (the ``BudgetExceeded`
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
 from costwarden import semconv as sc
 from costwarden._attribution import attribute, current_attribution
 from costwarden.instrumentation._agent import enrich_agent_span
-from costwarden.instrumentation._framework import Hook, ScopeHook, run_identity, unwrap_hooks, wrap_hooks
+from costwarden.instrumentation._framework import Hook, ScopeHook, run_identity
+from costwarden.instrumentation._instrumentor import HookInstrumentor
 from costwarden.instrumentation._safety import best_effort
 
 __all__ = ["AutoGenAgentChatInstrumentor"]
@@ -87,33 +87,25 @@ def _wrap_agent_spans() -> list[str]:
     return wrapped
 
 
-class AutoGenAgentChatInstrumentor(BaseInstrumentor):
+class AutoGenAgentChatInstrumentor(HookInstrumentor):
     """Instruments AutoGen AgentChat: team runs as workflow spans, autogen-core's agent spans enriched,
     and the LLM calls of each agent attributed to it.
 
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_autogen_agentchat`` entry point;
     the LLM calls themselves are priced and budgeted by the openai instrumentation."""
 
-    _wrapped: ClassVar[list[Hook]] = []
+    instruments = _INSTRUMENTS
     _modules: ClassVar[list[str]] = []
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
+    def hooks(self) -> list[Hook]:
+        return [ScopeHook(_GROUP_CHAT, "BaseGroupChat", "run_stream", _team_run)]
 
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        hooks = [ScopeHook(_GROUP_CHAT, "BaseGroupChat", "run_stream", _team_run)]
-        AutoGenAgentChatInstrumentor._wrapped = wrap_hooks(hooks, tracer)
+    def _wrap(self, tracer: trace.Tracer) -> None:
+        super()._wrap(tracer)
         AutoGenAgentChatInstrumentor._modules = _wrap_agent_spans()
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_hooks(AutoGenAgentChatInstrumentor._wrapped)
+    def _unwrap(self) -> None:
+        super()._unwrap()
         for name in AutoGenAgentChatInstrumentor._modules:
             unwrap(importlib.import_module(name), _AGENT_SPAN)
-        AutoGenAgentChatInstrumentor._wrapped = []
         AutoGenAgentChatInstrumentor._modules = []

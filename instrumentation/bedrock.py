@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
 from costwarden._types import CallRequest
 from costwarden.instrumentation._common import numeric_params, response_attributes, server_attributes
 from costwarden.instrumentation._core import Operation, RequestInfo, ResponseInfo
+from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import UsageMap, estimate_tokens, read_path, usage_from
-from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
+from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["BedrockInstrumentor"]
 
@@ -317,26 +316,12 @@ class _BedrockDispatch:
         return (args[0], params), kwargs
 
 
-class BedrockInstrumentor(BaseInstrumentor):
+class BedrockInstrumentor(TargetInstrumentor):
     """Instruments botocore's ``bedrock-runtime`` client (boto3): Converse, ConverseStream, InvokeModel
     and InvokeModelWithResponseStream become priced, attributed GenAI spans, admitted by costwarden's
     budget processor before they are sent (``costwarden_bedrock`` entry point)."""
 
-    _wrapped: ClassVar[list[WrapTarget]] = []
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        target = WrapTarget("botocore.client", "BaseClient", "_make_api_call", _BedrockDispatch())
-        BedrockInstrumentor._wrapped = wrap_targets([target], tracer)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_targets(BedrockInstrumentor._wrapped)
-        BedrockInstrumentor._wrapped = []
+    def targets(self) -> list[WrapTarget]:
+        return [WrapTarget("botocore.client", "BaseClient", "_make_api_call", _BedrockDispatch())]

@@ -11,12 +11,9 @@ before creating clients.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
@@ -28,8 +25,9 @@ from costwarden.instrumentation._common import (
     server_attributes,
 )
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
+from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import UsageMap, estimate_tokens, read_path, usage_from
-from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
+from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["CohereInstrumentor"]
 
@@ -173,25 +171,12 @@ def _targets() -> list[WrapTarget]:
     ]
 
 
-class CohereInstrumentor(BaseInstrumentor):
+class CohereInstrumentor(TargetInstrumentor):
     """Instruments the cohere SDK's v2 client: chat, chat_stream and embed calls become priced,
     attributed GenAI spans, admitted by costwarden's budget processor before they are sent
     (``costwarden_cohere`` entry point)."""
 
-    _wrapped: ClassVar[list[WrapTarget]] = []
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        CohereInstrumentor._wrapped = wrap_targets(_targets(), tracer)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_targets(CohereInstrumentor._wrapped)
-        CohereInstrumentor._wrapped = []
+    def targets(self) -> list[WrapTarget]:
+        return _targets()

@@ -15,14 +15,12 @@ then ``kickoff`` raises the ``BudgetExceeded``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import Any, ClassVar
-
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from collections.abc import Mapping
+from typing import Any
 
 from costwarden import semconv as sc
-from costwarden.instrumentation._framework import Hook, ScopeHook, run_identity, unwrap_hooks, wrap_hooks
+from costwarden.instrumentation._framework import Hook, ScopeHook, run_identity
+from costwarden.instrumentation._instrumentor import HookInstrumentor
 
 __all__ = ["CrewAIInstrumentor"]
 
@@ -56,26 +54,13 @@ def _hooks() -> list[ScopeHook]:
     ]
 
 
-class CrewAIInstrumentor(BaseInstrumentor):
+class CrewAIInstrumentor(HookInstrumentor):
     """Instruments CrewAI: crew runs as workflow spans, agents' task executions as agent spans, and
     the LLM calls beneath attributed to the agent, task, crew and run.
 
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_crewai`` entry point."""
 
-    _wrapped: ClassVar[list[Hook]] = []
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        CrewAIInstrumentor._wrapped = wrap_hooks(_hooks(), tracer)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_hooks(CrewAIInstrumentor._wrapped)
-        CrewAIInstrumentor._wrapped = []
+    def hooks(self) -> list[Hook]:
+        return _hooks()

@@ -12,10 +12,13 @@ tokens are input too).
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
+from opentelemetry.util.types import AttributeValue
+
+from costwarden import semconv as sc
+from costwarden._types import CallRequest
 from costwarden.instrumentation._common import (
     as_plain,
     numeric_params,
@@ -23,14 +26,9 @@ from costwarden.instrumentation._common import (
     server_attributes,
 )
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
+from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import UsageMap, estimate_tokens, read_path, usage_from
-from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.util.types import AttributeValue
-
-from costwarden import semconv as sc
-from costwarden._types import CallRequest
+from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["GoogleGenAIInstrumentor"]
 
@@ -208,25 +206,12 @@ def _targets() -> list[WrapTarget]:
     ]
 
 
-class GoogleGenAIInstrumentor(BaseInstrumentor):
+class GoogleGenAIInstrumentor(TargetInstrumentor):
     """Instruments the google-genai SDK: every Gemini call becomes a priced, attributed GenAI span,
     admitted by costwarden's budget processor before it is sent (``costwarden_google_genai`` entry
     point; also installs the budget processor under ``opentelemetry-instrument``)."""
 
-    _wrapped: ClassVar[list[WrapTarget]] = []
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        GoogleGenAIInstrumentor._wrapped = wrap_targets(_targets(), tracer)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_targets(GoogleGenAIInstrumentor._wrapped)
-        GoogleGenAIInstrumentor._wrapped = []
+    def targets(self) -> list[WrapTarget]:
+        return _targets()

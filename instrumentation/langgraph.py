@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from costwarden import semconv as sc
 from costwarden._attribution import current_attribution
 from costwarden.instrumentation._agent import AgentScope, new_run_id
+from costwarden.instrumentation._instrumentor import CostwardenInstrumentor
 from costwarden.instrumentation._safety import best_effort
 
 __all__ = ["LangGraphInstrumentor"]
@@ -192,24 +192,16 @@ def _module(name: str) -> Any:
         return None
 
 
-class LangGraphInstrumentor(BaseInstrumentor):
+class LangGraphInstrumentor(CostwardenInstrumentor):
     """Instruments LangGraph: graph runs as workflow spans, nodes as agent spans, and attribution for
     the LLM calls beneath (priced and budgeted by the openai instrumentation).
 
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_langgraph`` entry point."""
 
+    instruments = _INSTRUMENTS
     _wrapped: ClassVar[list[tuple[Any, str]]] = []
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+    def _wrap(self, tracer: trace.Tracer) -> None:
         pregel = getattr(_module(_PREGEL[0]), _PREGEL[1], None)
         wrappers = {
             "invoke": _run_wrapper,
@@ -219,22 +211,22 @@ class LangGraphInstrumentor(BaseInstrumentor):
         }
         if pregel is not None:
             for method, factory in wrappers.items():
-                self._wrap(pregel, method, factory(tracer))
+                self._wrap_one(pregel, method, factory(tracer))
         for module_name, function in _TASK_RUNNERS:
             module = _module(module_name)
             if module is not None:
                 factory = _atask_wrapper if function.startswith("a") else _task_wrapper
-                self._wrap(module, function, factory(tracer))
+                self._wrap_one(module, function, factory(tracer))
 
     @staticmethod
-    def _wrap(owner: Any, name: str, wrapper: Any) -> None:
+    def _wrap_one(owner: Any, name: str, wrapper: Any) -> None:
         current = getattr(owner, name, None)
         if current is None or isinstance(current, wrapt.ObjectProxy):
             return  # absent in this version, or never instrument twice
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         LangGraphInstrumentor._wrapped.append((owner, name))
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def _unwrap(self) -> None:
         for owner, name in LangGraphInstrumentor._wrapped:
             unwrap(owner, name)
         LangGraphInstrumentor._wrapped = []

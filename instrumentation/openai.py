@@ -7,14 +7,11 @@ and streams are handled by the shared pieces in this package.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
@@ -22,6 +19,7 @@ from costwarden._types import CallRequest
 from costwarden.instrumentation._common import given as _given
 from costwarden.instrumentation._common import raw_response_parser
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
+from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import (
     UsageMap,
     estimate_tokens,
@@ -29,7 +27,7 @@ from costwarden.instrumentation._usage import (
     read_path,
     usage_from,
 )
-from costwarden.instrumentation._wrap import WrapTarget, unwrap_targets, wrap_targets
+from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["OpenAIInstrumentor", "provider_for_host"]
 
@@ -327,27 +325,14 @@ def _targets() -> list[WrapTarget]:
     ]
 
 
-class OpenAIInstrumentor(BaseInstrumentor):
+class OpenAIInstrumentor(TargetInstrumentor):
     """Instruments the openai SDK: every call becomes a priced, attributed GenAI span, admitted by
     costwarden's budget processor before it is sent.
 
     Under ``opentelemetry-instrument`` this is loaded through the ``costwarden_openai`` entry point and
     also installs costwarden's budget processor (see :func:`costwarden.configure`)."""
 
-    _wrapped: ClassVar[list[WrapTarget]] = []
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        OpenAIInstrumentor._wrapped = wrap_targets(_targets(), tracer)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap_targets(OpenAIInstrumentor._wrapped)
-        OpenAIInstrumentor._wrapped = []
+    def targets(self) -> list[WrapTarget]:
+        return _targets()

@@ -33,18 +33,17 @@ what ``costwarden.attribute()`` says.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
 from typing import Any, ClassVar
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Status, StatusCode
 
 from costwarden import semconv as sc
 from costwarden._attribution import current_attribution
 from costwarden.instrumentation._agent import AgentScope
+from costwarden.instrumentation._instrumentor import CostwardenInstrumentor
 from costwarden.instrumentation._safety import best_effort
 
 __all__ = ["OpenAIAgentsInstrumentor"]
@@ -137,33 +136,26 @@ def _keep_mirror(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
     return result
 
 
-class OpenAIAgentsInstrumentor(BaseInstrumentor):
+class OpenAIAgentsInstrumentor(CostwardenInstrumentor):
     """Instruments the OpenAI Agents SDK: workflow and agent spans, and attribution for the model
     calls beneath (priced and budgeted by the openai instrumentation).
 
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_openai_agents`` entry point."""
 
+    instruments = _INSTRUMENTS
     _mirror: ClassVar[_Mirror] = _Mirror()
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
+    def _wrap(self, tracer: trace.Tracer) -> None:
         from agents.tracing.provider import DefaultTraceProvider
 
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
         mirror = OpenAIAgentsInstrumentor._mirror
-        mirror.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        mirror.tracer = tracer
         # The SDK cannot remove one processor: the mirror is added once and switched off by uninstrument.
         _register(mirror)
         if not isinstance(DefaultTraceProvider.set_processors, wrapt.ObjectProxy):
             wrapt.wrap_function_wrapper(DefaultTraceProvider, "set_processors", _keep_mirror)
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def _unwrap(self) -> None:
         from agents.tracing.provider import DefaultTraceProvider
 
         OpenAIAgentsInstrumentor._mirror.tracer = None

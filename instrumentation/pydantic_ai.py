@@ -22,18 +22,17 @@ a foreign ``chat`` span around one of costwarden's own calls (the same call, see
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from costwarden import semconv as sc
 from costwarden._attribution import attribute, current_attribution
 from costwarden.instrumentation._agent import AgentScope, new_run_id
+from costwarden.instrumentation._instrumentor import CostwardenInstrumentor
 from costwarden.instrumentation._safety import best_effort
 
 __all__ = ["PydanticAIInstrumentor"]
@@ -120,31 +119,22 @@ def _iter_wrapper(tracer: trace.Tracer) -> Any:
     return wrapper
 
 
-class PydanticAIInstrumentor(BaseInstrumentor):
+class PydanticAIInstrumentor(CostwardenInstrumentor):
     """Instruments PydanticAI: workflow and agent spans, and attribution for the model calls beneath
     (priced and budgeted by the openai instrumentation).
 
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_pydantic_ai`` entry point."""
 
-    _wrapped: ClassVar[bool] = False
+    instruments = _INSTRUMENTS
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
+    def _wrap(self, tracer: trace.Tracer) -> None:
         from pydantic_ai import Agent
 
-        from costwarden._setup import ensure_installed
-
-        tracer_provider = kwargs.get("tracer_provider")
-        if not kwargs.get("skip_setup"):
-            ensure_installed(tracer_provider=tracer_provider)
         if isinstance(Agent.iter, wrapt.ObjectProxy):
             return  # never instrument twice
-        tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         wrapt.wrap_function_wrapper(Agent, "iter", _iter_wrapper(tracer))
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def _unwrap(self) -> None:
         from pydantic_ai import Agent
 
         unwrap(Agent, "iter")

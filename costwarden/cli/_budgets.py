@@ -81,17 +81,9 @@ def status(config_path: Path | None, as_json: bool) -> int:
 
 
 def _open_store(settings: Any) -> Any:
-    from costwarden import stores
+    from costwarden.stores import open_store
     from costwarden.stores._base import StoreUnavailable
 
-    try:
-        open_store = stores.open_store  # type: ignore[attr-defined]
-    except AttributeError:  # stores without a factory yet: only the in-process default
-        if settings.store != "memory":
-            raise Problem(f"store {settings.store!r} is not supported by this version") from None
-        from costwarden.stores.memory import MemoryStore
-
-        return MemoryStore()
     try:
         return open_store(settings.store, timeout=settings.store_timeout)
     except StoreUnavailable as exc:
