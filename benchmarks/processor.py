@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from costwarden.processor import BudgetSpanProcessor
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from costwarden import semconv as sc
 from costwarden._types import CallRequest
+from costwarden.processor import BudgetSpanProcessor
 
 BUDGETS = [
     {

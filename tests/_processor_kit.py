@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from costwarden.processor import BudgetSpanProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -23,6 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from costwarden import semconv as sc
 from costwarden._types import Admission, CallRequest, Usage
 from costwarden.pricing import PriceBook, get_price_book, set_price_book
+from costwarden.processor import BudgetSpanProcessor
 
 # USD per million tokens: "big" costs $10/$30, "small" $1/$2. One call of 1000 in + 100 out on "big"
 # costs $0.013; on "small" $0.0012.

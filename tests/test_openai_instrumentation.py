@@ -14,12 +14,12 @@ from typing import Any
 
 import openai
 import pytest
-from costwarden.instrumentation.openai import provider_for_host
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
 
 from costwarden import semconv as sc
 from costwarden._attribution import attribute
+from costwarden.instrumentation.openai import provider_for_host
 from costwarden.testing import Fault
 
 OPENAI_MAJOR = int(openai.__version__.split(".")[0])

@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from costwarden.processor import AlertEvent
 
 from costwarden import BudgetExceeded
 from costwarden import semconv as sc
+from costwarden.processor import AlertEvent
 from tests._processor_kit import _test_prices, make_harness  # noqa: F401
 
 ALERTS: list[AlertEvent] = []

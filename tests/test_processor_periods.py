@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from costwarden.processor._periods import period_window
 
 from costwarden import BudgetExceeded
+from costwarden.processor._periods import period_window
 from tests._processor_kit import Clock, _test_prices, make_harness  # noqa: F401
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import costwarden.processor
-
 import costwarden
 import costwarden.pricing
+import costwarden.processor
 import costwarden.testing
 
 ROOT = Path(__file__).resolve().parent.parent
