@@ -1,19 +1,21 @@
 """Per-call overhead of costwarden next to the bare openai SDK and the best-known peers, in one run.
 
     benchmarks/run-overhead.sh            # makes .venvs/bench with the peers, then runs this
-    python benchmarks/overhead.py [--rounds 3] [--calls 1000] [--memory-calls 100000]
+    python benchmarks/overhead.py [--batches 40] [--batch-size 50] [--calls 100000] [--pin]
 
 Every configuration calls the same local fake provider (``python -m costwarden.testing``, its own
 process on its own core) with the same openai SDK: non-streaming chat completions with a ~4.7 KB
 prompt. Each configuration runs in its own process (instrumentations never see each other), with
 spans going to an SDK tracer provider with a BatchSpanProcessor and an exporter that drops them, and
-metrics to an SDK meter provider with an in-memory reader. Rounds are interleaved (each round runs
-every configuration once, in a rotated order) and the table shows the median of the rounds' medians.
+metrics to an SDK meter provider with an in-memory reader. All configurations' processes stay up and
+run batches of calls in turn (a rotated order each batch), so they share the machine's noise. The
+table shows the median wall time per call, the added time as the median of per-batch differences to
+the bare SDK, and the client process's CPU time per call (steadier on a busy machine).
 
 The "exact usage on a stream" column: one ``stream=True`` call without ``stream_options`` (the app did
 not ask for usage); does the configuration's span carry the output-token count the server produced?
 
-Then the memory run: costwarden (10 budgets, attribution on every call) makes ``--memory-calls``
+Then the memory run: costwarden (10 budgets, attribution on every call) makes ``--calls``
 calls, a mix of plain, streamed, closed-early and abandoned streams, and prints RSS and tracemalloc's
 current size after warm-up and at the end. No assertions on time: absolute numbers depend on the
 machine; the ratios are what to compare.
@@ -439,7 +441,7 @@ def main() -> None:
             print_table(configs, samples, batch_medians, cpu, streams, failed)
         if args.calls > 0:
             memory_args = ["--memory-worker", "--url", url + "/v1", "--calls", str(args.calls)]
-            print_memory(run_in_subprocess([*memory_args, "--warmup", str(args.memory_warmup)]))
+            print_memory(run_in_subprocess([*memory_args, "--memory-warmup", str(args.memory_warmup)]))
     finally:
         server.terminate()
         server.wait(timeout=10)
