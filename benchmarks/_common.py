@@ -97,7 +97,7 @@ def output_tokens(spans: Sequence[ReadableSpan]) -> int | None:
         for key in OUTPUT_TOKEN_KEYS:
             value = (span.attributes or {}).get(key)
             if value is not None:
-                return int(value)
+                return int(value)  # type: ignore[arg-type]
     return None
 
 
