@@ -62,7 +62,7 @@ ATTRIBUTES = {
     sc.GEN_AI_CONVERSATION_ID: "run-1",
     sc.USER_ID: "u-1",
 }
-REQUEST = CallRequest("openai", "chat", "gpt-4o", 1200, max_output_tokens=200, fingerprint=None)
+REQUEST = CallRequest("openai", "chat", "gpt-4o", 1200, max_output_tokens=200)
 
 
 def _medians_us(runs: list[Callable[[], None]], calls: int, rounds: int = 9) -> list[float]:

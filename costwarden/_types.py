@@ -49,13 +49,27 @@ class CallRequest:
     estimated_input_tokens: int
     max_output_tokens: int | None = None
     stream: bool = False
-    fingerprint: int | None = None
-    """A hash of the request's content, for the runaway-loop guard (``max_repeats``)."""
+    content: Any = None
+    """The request's prompt (messages, input...), from which :attr:`fingerprint` is computed."""
     messages: Sequence[Any] | None = None
     """Chat messages, for ``trim_context``; None for operations that have none."""
     max_input_tokens: int | None = None
     """An upper bound on the input tokens (e.g. the prompt's length in bytes), which ``strict``
     budgets reserve; None: they reserve four times ``estimated_input_tokens``."""
+    _fingerprint: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def fingerprint(self) -> int | None:
+        """A cheap identity of the request for the runaway-loop guard (``max_repeats``), computed only
+        when a budget asks: the model, the length of the conversation and its last item (a retry loop
+        resends exactly that; hashing whole conversations on every call would cost more)."""
+        if self._fingerprint is None and self.content is not None:
+            content = self.content
+            if isinstance(content, list | tuple):
+                self._fingerprint = hash((self.model, len(content), repr(content[-1] if content else None)))
+            else:
+                self._fingerprint = hash((self.model, repr(content)))
+        return self._fingerprint
 
 
 @dataclass(slots=True)

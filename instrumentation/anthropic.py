@@ -96,7 +96,6 @@ class _Messages:
         if stop:
             attributes[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
         plain = as_plain(messages) if isinstance(messages, list | tuple) else None
-        last = plain[-1] if plain else None
         call = CallRequest(
             provider=provider,
             operation="chat",
@@ -105,7 +104,7 @@ class _Messages:
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
             stream=self.stream_helper or bool(given(kwargs, "stream")),
             max_input_tokens=input_token_bound(plain) + input_token_bound(system) + input_token_bound(tools),
-            fingerprint=hash((model, len(plain or ()), repr(last))),
+            content=plain,
             messages=messages if isinstance(messages, list) else None,
         )
         return RequestInfo(call=call, attributes=attributes, input_messages=plain)

@@ -129,7 +129,6 @@ class _Operation:
             attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
         if stop:
             attributes[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
-        last = content[-1] if isinstance(content, list) and content else content
         call = CallRequest(
             provider="aws.bedrock",
             operation="chat",
@@ -137,7 +136,7 @@ class _Operation:
             estimated_input_tokens=estimate_tokens(content) + estimate_tokens(extra),
             max_output_tokens=max_tokens,
             stream=self.stream,
-            fingerprint=hash((model, len(content) if isinstance(content, list) else 0, repr(last))),
+            content=content,
             messages=content if isinstance(content, list) else None,
         )
         return RequestInfo(call=call, attributes=attributes, input_messages=content)

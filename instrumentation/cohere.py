@@ -86,7 +86,6 @@ class _Operation:
         stop = _given(kwargs.get("stop_sequences"))
         if stop:
             attributes[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
-        last = content[-1] if isinstance(content, list) and content else content
         call = CallRequest(
             provider="cohere",
             operation=self.name,
@@ -94,7 +93,7 @@ class _Operation:
             estimated_input_tokens=estimate_tokens(content),
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
             stream=self.stream,
-            fingerprint=hash((model, len(content) if isinstance(content, list) else 0, repr(last))),
+            content=content,
             messages=content if self.name == "chat" and isinstance(content, list) else None,
         )
         return RequestInfo(call=call, attributes=attributes, input_messages=content)

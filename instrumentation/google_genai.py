@@ -118,7 +118,7 @@ class _Operation:
             estimated_input_tokens=estimate,
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
             stream=self.stream,
-            fingerprint=hash((model, repr(plain[-1] if isinstance(plain, list) and plain else plain))),
+            content=plain,
             messages=contents if self.name != "embeddings" and isinstance(contents, list) else None,
         )
         return RequestInfo(call=call, attributes=attributes, input_messages=plain)

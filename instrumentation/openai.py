@@ -106,15 +106,6 @@ def _client_attributes(instance: Any) -> tuple[str, dict[str, AttributeValue]]:
     return provider, attributes
 
 
-def _fingerprint(model: str, content: Any) -> int | None:
-    """A cheap identity of a request for the runaway-loop guard: the model, how long the
-    conversation is, and its last item (a loop resends the same last turn)."""
-    if isinstance(content, list | tuple):
-        last = content[-1] if content else None
-        return hash((model, len(content), repr(last)))
-    return hash((model, repr(content)))
-
-
 @dataclass(frozen=True, slots=True)
 class _Operation:
     """How one family of OpenAI endpoints reads: which keyword holds the prompt, the output limit,
@@ -156,7 +147,7 @@ class _Operation:
             max_output_tokens=int(max_tokens) if max_tokens is not None else None,
             stream=bool(_given(kwargs, "stream")),
             max_input_tokens=input_token_bound(content) + input_token_bound(extra) + input_token_bound(tools),
-            fingerprint=_fingerprint(model, content),
+            content=content,
             messages=content if self.name == "chat" and self.content_key == "messages" else None,
         )
         return RequestInfo(call=call, attributes=attributes, input_messages=content)

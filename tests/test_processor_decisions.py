@@ -173,7 +173,9 @@ def test_max_repeats_vetoes_a_runaway_loop() -> None:
 
     def send(run: str, fingerprint: int) -> Any:
         span = h.start(run_id=run)
-        admission = h.processor.admit(span, h.request(fingerprint=fingerprint))
+        admission = h.processor.admit(
+            span, h.request(content=[{"role": "user", "content": f"q{fingerprint}"}])
+        )
         h.finish(span, admission)
 
     send("r", 42)
