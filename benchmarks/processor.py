@@ -1,7 +1,8 @@
 """Admission + settlement per call with 10 budgets and the in-memory store.
 
 Prints, in one run, the median time of a bare span start/end (an SDK tracer provider with no
-processor), then the same span with the budget processor admitting and settling it: once with a
+processor), then the same span with the budget processor admitting and settling it (the usage and cost reported on
+the admission, as costwarden's instrumentation does): once with a
 no-op meter provider (admission + settlement alone) and once with the SDK's meter provider (plus
 recording the token, duration and cost metrics). Each with the difference to the bare span and the
 ratio. Run: ``python benchmarks/processor.py [calls]``. No assertions on time.
@@ -18,9 +19,10 @@ from decimal import Decimal
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
 
 from costwarden import semconv as sc
-from costwarden._types import CallRequest
+from costwarden._types import CallRequest, Usage
 from costwarden.processor import BudgetSpanProcessor
 
 BUDGETS = [
@@ -63,6 +65,8 @@ ATTRIBUTES = {
     sc.USER_ID: "u-1",
 }
 REQUEST = CallRequest("openai", "chat", "gpt-4o", 1200, max_output_tokens=200)
+USAGE = Usage(input_tokens=1200, output_tokens=150)
+COST = Decimal("0.0045")
 
 
 def _medians_us(runs: list[Callable[[], None]], calls: int, rounds: int = 9) -> list[float]:
@@ -84,11 +88,12 @@ def _admitted(meter_provider: MeterProvider) -> tuple[Callable[[], None], Budget
     tracer = provider.get_tracer("costwarden.bench")
 
     def call() -> None:
-        span = tracer.start_span("chat gpt-4o", attributes=ATTRIBUTES)
-        processor.admit(span, REQUEST)
+        span = tracer.start_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes=ATTRIBUTES)
+        admission = processor.admit(span, REQUEST)
         span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, 1200)
         span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 150)
         span.set_attribute(sc.GEN_AI_USAGE_COST_AMOUNT, 0.0045)
+        admission.usage, admission.cost = USAGE, COST  # as costwarden's instrumentation reports them
         span.end()
 
     return call, processor
@@ -99,7 +104,7 @@ def main(argv: list[str]) -> int:
     bare_tracer = TracerProvider().get_tracer("bench")
 
     def bare() -> None:
-        span = bare_tracer.start_span("chat gpt-4o", attributes=ATTRIBUTES)
+        span = bare_tracer.start_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes=ATTRIBUTES)
         span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, 1200)
         span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 150)
         span.set_attribute(sc.GEN_AI_USAGE_COST_AMOUNT, 0.0045)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 __all__ = ["Admission", "CallRequest", "Decision", "Usage"]
@@ -83,4 +84,8 @@ class Admission:
     """A trimmed copy of the messages to send instead of the app's, or None to send them as they are."""
     budget: str | None = None
     """The budget that made the decision, when one did."""
-    notes: dict[str, Any] = field(default_factory=dict)
+    usage: Usage | None = None
+    """Filled in by the instrumentation when the call ends: what it used..."""
+    cost: Decimal | None = None
+    """...and what that cost (None: no known price). The processor settles the call from these
+    instead of reading them back from the span's attributes, and to the exact amount, not a float."""

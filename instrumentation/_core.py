@@ -111,13 +111,15 @@ class Operation(Protocol):
 class LLMCall:
     """One instrumented call: its span, its request, and the guarantee that the span ends once."""
 
-    __slots__ = ("_ended", "hide_injected", "op", "request", "span")
+    __slots__ = ("_ended", "admission", "hide_injected", "op", "request", "span")
 
     def __init__(self, span: trace.Span, op: Operation, request: RequestInfo) -> None:
         self.span = span
         self.op = op
         self.request = request
         self.hide_injected = False
+        self.admission: Admission | None = None
+        """The budget processor's answer; the call's usage and cost are reported back on it."""
         self._ended = False
 
     # -- start ---------------------------------------------------------------------------------
@@ -183,6 +185,7 @@ class LLMCall:
     def _apply(self, kwargs: dict[str, Any], admission: Admission | None) -> dict[str, Any]:
         if admission is None:
             return kwargs
+        self.admission = admission
         with best_effort("applying the budget decision"):
             call = self.request.call
             if admission.model and admission.model != call.model:
@@ -240,6 +243,8 @@ class LLMCall:
         if usage is None:
             return
         span.set_attributes(_usage_attributes(usage))
+        if self.admission is not None:
+            self.admission.usage = usage
         if info.output_messages is not None and capture_content_enabled():
             span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, _to_json(info.output_messages))
         self._record_cost(usage, info.attributes.get(sc.GEN_AI_RESPONSE_MODEL))
@@ -268,6 +273,8 @@ class LLMCall:
         if cost is None:
             self.span.set_attribute(sc.COSTWARDEN_COST_UNKNOWN_MODEL, True)
             return
+        if self.admission is not None:
+            self.admission.cost = cost.amount
         self.span.set_attributes(
             {
                 sc.GEN_AI_USAGE_COST_AMOUNT: float(cost.amount),

@@ -83,9 +83,10 @@ class Admitter:
         call = call_key(attributes_of(span), request.model, request.provider)
         plan = self._core.plan(call)
         if not plan.budgets:
-            self._tickets[sid] = Ticket(None, plan, call, foreign)
+            admission = Admission("allow", model=request.model)
+            self._tickets[sid] = Ticket(None, plan, call, foreign, admission)
             span.set_attribute(sc.COSTWARDEN_BUDGET_DECISION, "allow")
-            return Admission("allow", model=request.model), _NO_GATES
+            return admission, _NO_GATES
         decision = Decision()
         admission = Admission(model=request.model)
         input_tokens = request.estimated_input_tokens
@@ -103,7 +104,7 @@ class Admitter:
             unit = result.unit if result.unit in UNIT_INDEX else "usd"
             error = limit_error(plan, result.rejected or 0, unit, result.committed, amount)
             refuse(span, self._instruments, "veto", error)
-        ticket = self._tickets[sid] = Ticket(rid, plan, call, foreign)
+        ticket = self._tickets[sid] = Ticket(rid, plan, call, foreign, admission)
         gates = self._decide(span, plan, call, ticket, result.committed, amount, decision)
         self._write(span, request, admission, decision)
         return admission, gates
@@ -245,7 +246,7 @@ class Admitter:
         self._core.warn_once(
             "store-down", f"costwarden: budget store unreachable ({exc}); fail: open lets calls through"
         )
-        self._tickets[span.get_span_context().span_id] = Ticket(None, plan, call, foreign)
+        self._tickets[span.get_span_context().span_id] = Ticket(None, plan, call, foreign, admission)
         span.set_attribute(sc.COSTWARDEN_BUDGET_DECISION, "allow")
         return admission, _NO_GATES
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
+from costwarden._types import Admission
 from costwarden.config import CostwardenConfig
 from costwarden.processor._budgets import Budget, CallKey, Plan, build_plan
 from costwarden.processor._metrics import Instruments
@@ -51,10 +52,19 @@ def call_key(attrs: Any, model: str, provider: str) -> CallKey:
 class Ticket:
     """One admitted call in flight: what it reserved, where, and the throttle slots it holds."""
 
-    __slots__ = ("call", "foreign", "gates", "keys", "plan", "released", "rid")
+    __slots__ = ("admission", "call", "foreign", "gates", "keys", "plan", "released", "rid")
 
-    def __init__(self, rid: str | None, plan: Plan | None, call: CallKey, foreign: bool = False) -> None:
+    def __init__(
+        self,
+        rid: str | None,
+        plan: Plan | None,
+        call: CallKey,
+        foreign: bool = False,
+        admission: Admission | None = None,
+    ) -> None:
         self.rid = rid
+        self.admission = admission
+        """The answer given to the instrumentation, which reports the call's usage and cost on it."""
         self.plan = plan
         self.keys = plan.keys if plan else ()
         self.call = call

@@ -42,12 +42,18 @@ class Settler:
         self._high_cardinality = core.config.metrics.high_cardinality
 
     def settle(self, span: ReadableSpan, ticket: Ticket) -> None:
-        """Swap ``ticket``'s reservation for what ``span`` says it used."""
+        """Swap ``ticket``'s reservation for what the call used: as the instrumentation reported it
+        on the admission, or else as ``span`` states it."""
         attrs = attributes_of(span)
-        usage = read_usage(attrs)
-        cost = usage.cost
-        if cost is None and ticket.foreign:
-            cost = self._price(attrs, usage)
+        reported = ticket.admission
+        usage: SpanUsage | Usage
+        if reported is not None and reported.usage is not None:
+            usage, cost = reported.usage, reported.cost
+        else:
+            usage = read_usage(attrs)
+            cost = usage.cost
+            if cost is None and ticket.foreign:
+                cost = self._price(attrs, usage)
         ticket.released = True
         actual = Amounts(cost or _ZERO, usage.input_tokens + usage.output_tokens, 1)
         try:
@@ -138,7 +144,7 @@ class Settler:
         return found
 
     def _record(
-        self, span: ReadableSpan, attrs: Any, ticket: Ticket, usage: SpanUsage, cost: Decimal | None
+        self, span: ReadableSpan, attrs: Any, ticket: Ticket, usage: SpanUsage | Usage, cost: Decimal | None
     ) -> None:
         start, end = span.start_time, span.end_time
         duration = (end - start) / 1e9 if start is not None and end is not None else None

@@ -191,5 +191,5 @@ def test_a_locked_sqlite_file_is_unavailable_then_recovers(tmp_path: Path) -> No
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert store.read([RUN])[RUN].spent == CALL + CALL, "the queued settlement was applied"
+    assert store.read([RUN])[RUN].spent == CALL.plus(CALL), "the queued settlement was applied"
     store.close()

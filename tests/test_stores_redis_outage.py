@@ -91,7 +91,7 @@ def test_settlements_beyond_the_buffer_are_dropped_and_reported(
     assert (store.pending, store.dropped_count, store.dropped) == (2, 1, CALL)
     assert any("dropped 1" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
     private_redis.start()
-    assert _until_up(lambda: store.read([RUN]))[RUN].spent == CALL + CALL
+    assert _until_up(lambda: store.read([RUN]))[RUN].spent == CALL.plus(CALL)
     store.close()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "Amounts",
@@ -53,16 +53,18 @@ class CounterKey:
         return f"{self.budget}|{scope}|{self.period}"
 
 
-@dataclass(frozen=True, slots=True)
-class Amounts:
+class Amounts(NamedTuple):
+    """An amount in the three units. A named tuple, not a frozen dataclass: one is built for every
+    reservation and settlement, and a tuple is built in half the time."""
+
     usd: Decimal = Decimal(0)
     tokens: int = 0
     calls: int = 0
 
-    def __add__(self, other: Amounts) -> Amounts:
+    def plus(self, other: Amounts) -> Amounts:
         return Amounts(self.usd + other.usd, self.tokens + other.tokens, self.calls + other.calls)
 
-    def __sub__(self, other: Amounts) -> Amounts:
+    def minus(self, other: Amounts) -> Amounts:
         return Amounts(self.usd - other.usd, self.tokens - other.tokens, self.calls - other.calls)
 
 
@@ -86,15 +88,14 @@ class CounterState:
     @property
     def committed(self) -> Amounts:
         """Spent plus reserved: what a new call is checked against."""
-        return self.spent + self.reserved
+        return self.spent.plus(self.reserved)
 
 
 Committed = tuple[Decimal, int, int]
 """A counter's ``(usd, tokens, calls)``: cheap to build on the hot path, unlike :class:`CounterState`."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReserveResult:
+class ReserveResult(NamedTuple):
     """``ok`` is True when every counter with limits had room and the amount was reserved in all of
     them; otherwise nothing was reserved, ``rejected`` is the index (into ``keys``) of the first
     counter that would pass a limit and ``unit`` the unit it would pass. ``committed`` holds, for

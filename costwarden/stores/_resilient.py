@@ -138,7 +138,7 @@ class ResilientStore:
             else:
                 queued = False
                 if actual is not None:
-                    self.dropped += actual
+                    self.dropped = self.dropped.plus(actual)
                     self.dropped_count += 1
         if not self._warned:
             self._warned = True
