@@ -1,11 +1,11 @@
 """Admission + settlement per call with 10 budgets and the in-memory store.
 
 Prints, in one run, the median time of a bare span start/end (an SDK tracer provider with no
-processor), then the same span with the budget processor admitting and settling it (the usage and cost reported on
-the admission, as costwarden's instrumentation does): once with a
-no-op meter provider (admission + settlement alone) and once with the SDK's meter provider (plus
-recording the token, duration and cost metrics). Each with the difference to the bare span and the
-ratio. Run: ``python benchmarks/processor.py [calls]``. No assertions on time.
+processor), then the same span with the budget processor admitting and settling it (the usage and
+cost reported on the admission, as costwarden's instrumentation does): once with a no-op meter
+provider (admission + settlement alone) and once with the SDK's meter provider (plus recording the
+token, duration and cost metrics). Each with the difference to the bare span and the ratio.
+Run: ``python benchmarks/processor.py [calls]``. No assertions on time.
 """
 
 from __future__ import annotations
