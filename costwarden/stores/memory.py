@@ -30,35 +30,27 @@ _SWEEP_EVERY = 30.0  # seconds between sweeps of expired reservations and counte
 
 
 class _Counter:
-    """One counter's totals, mutated in place under the store's lock."""
+    """One counter's totals, mutated in place under the store's lock.
 
-    __slots__ = ("members", "res_calls", "res_tokens", "res_usd", "spent_calls", "spent_tokens", "spent_usd")
+    It keeps what was spent and what is *committed* (spent plus reserved), not the reserved amount
+    itself: every admission reads the committed totals, and keeping them whole saves three additions
+    per counter per call; the reserved amount is their difference."""
+
+    __slots__ = ("com_calls", "com_tokens", "com_usd", "members", "spent_calls", "spent_tokens", "spent_usd")
 
     def __init__(self) -> None:
         self.spent_usd = _ZERO_USD
         self.spent_tokens = 0
         self.spent_calls = 0
-        self.res_usd = _ZERO_USD
-        self.res_tokens = 0
-        self.res_calls = 0
+        self.com_usd = _ZERO_USD
+        self.com_tokens = 0
+        self.com_calls = 0
         self.members: dict[tuple[str, str], int] | None = None
 
-    def committed(self) -> Committed:
-        return (
-            self.spent_usd + self.res_usd,
-            self.spent_tokens + self.res_tokens,
-            self.spent_calls + self.res_calls,
-        )
-
-    def add_reserved(self, amount: Amounts, sign: int) -> None:
-        if sign > 0:
-            self.res_usd += amount.usd
-            self.res_tokens += amount.tokens
-            self.res_calls += amount.calls
-        else:
-            self.res_usd -= amount.usd
-            self.res_tokens -= amount.tokens
-            self.res_calls -= amount.calls
+    def unreserve(self, amount: Amounts) -> None:
+        self.com_usd -= amount.usd
+        self.com_tokens -= amount.tokens
+        self.com_calls -= amount.calls
 
 
 class _Reservation:
@@ -111,10 +103,7 @@ class MemoryStore:
     def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
         """Spent plus reserved for each counter."""
         with self._lock:
-            return [
-                (c.spent_usd + c.res_usd, c.spent_tokens + c.res_tokens, c.spent_calls + c.res_calls)
-                for c in self._counters_for(keys)
-            ]
+            return [(c.com_usd, c.com_tokens, c.com_calls) for c in self._counters_for(keys)]
 
     def reserve(
         self,
@@ -138,9 +127,9 @@ class MemoryStore:
                 return ReserveResult(False, committed, *rejected)
             usd, tokens, calls = amount.usd, amount.tokens, amount.calls
             for counter in counters:  # inlined: this loop runs for every budget of every call
-                counter.res_usd += usd
-                counter.res_tokens += tokens
-                counter.res_calls += calls
+                counter.com_usd += usd
+                counter.com_tokens += tokens
+                counter.com_calls += calls
             expires = now + ttl
             self._reservations[reservation_id] = _Reservation(counters, amount, expires)
             if expires < self._earliest_expiry:
@@ -152,10 +141,7 @@ class MemoryStore:
     ) -> tuple[list[_Counter], list[Committed], tuple[int, str] | None]:
         counters = self._counters_for(keys)
         usd, tokens, calls = amount.usd, amount.tokens, amount.calls
-        committed = [
-            (c.spent_usd + c.res_usd, c.spent_tokens + c.res_tokens, c.spent_calls + c.res_calls)
-            for c in counters
-        ]
+        committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
         for index, limit in self._limit_checks(limits):
             state = committed[index]
             if limit.usd is not None and state[0] + usd > limit.usd:
@@ -188,12 +174,13 @@ class MemoryStore:
                 self._unreserve(reservation)
                 reservation = None
             held = reservation.amount if reservation is not None else ZERO
-            held_usd, held_tokens, held_calls = held.usd, held.tokens, held.calls
+            # committed moves by (actual - held): one subtraction per unit, not one per counter
+            d_usd, d_tokens, d_calls = usd - held.usd, tokens - held.tokens, calls - held.calls
             spent = []
             for counter in counters:  # the usual case: the same counters it reserved in, in one pass
-                counter.res_usd -= held_usd
-                counter.res_tokens -= held_tokens
-                counter.res_calls -= held_calls
+                counter.com_usd += d_usd
+                counter.com_tokens += d_tokens
+                counter.com_calls += d_calls
                 counter.spent_usd += usd
                 counter.spent_tokens += tokens
                 counter.spent_calls += calls
@@ -202,19 +189,15 @@ class MemoryStore:
 
     @staticmethod
     def _unreserve(reservation: _Reservation) -> None:
-        held = reservation.amount
         for counter in reservation.counters:
-            counter.res_usd -= held.usd
-            counter.res_tokens -= held.tokens
-            counter.res_calls -= held.calls
+            counter.unreserve(reservation.amount)
 
     def release(self, reservation_id: str) -> None:
         """Drop a reservation; nothing is spent."""
         with self._lock:
             reservation = self._reservations.pop(reservation_id, None)
             if reservation is not None:
-                for counter in reservation.counters:
-                    counter.add_reserved(reservation.amount, -1)
+                self._unreserve(reservation)
 
     def add_member(self, key: CounterKey, kind: str, member: str, *, record: bool = True) -> int:
         """Count a sighting of ``member`` in this counter's set ``kind``."""
@@ -240,7 +223,11 @@ class MemoryStore:
                     if c is None
                     else CounterState(
                         Amounts(c.spent_usd, c.spent_tokens, c.spent_calls),
-                        Amounts(c.res_usd, c.res_tokens, c.res_calls),
+                        Amounts(
+                            c.com_usd - c.spent_usd,
+                            c.com_tokens - c.spent_tokens,
+                            c.com_calls - c.spent_calls,
+                        ),
                     )
                 )
             return states
@@ -255,7 +242,9 @@ class MemoryStore:
         with self._lock:
             usd, tokens, calls = _ZERO_USD, 0, 0
             for c in self._counters.values():
-                usd, tokens, calls = usd + c.res_usd, tokens + c.res_tokens, calls + c.res_calls
+                usd += c.com_usd - c.spent_usd
+                tokens += c.com_tokens - c.spent_tokens
+                calls += c.com_calls - c.spent_calls
             return Amounts(usd, tokens, calls)
 
     def close(self) -> None:
@@ -267,9 +256,7 @@ class MemoryStore:
         self._resolved.clear()
         self._earliest_expiry = math.inf
         for rid in [rid for rid, r in self._reservations.items() if r.expires <= now]:
-            reservation = self._reservations.pop(rid)
-            for counter in reservation.counters:
-                counter.add_reserved(reservation.amount, -1)
+            self._unreserve(self._reservations.pop(rid))
         self._earliest_expiry = min((r.expires for r in self._reservations.values()), default=math.inf)
         live = {id(c) for r in self._reservations.values() for c in r.counters}
         for key in [k for k, c in self._counters.items() if k.expires_at is not None and k.expires_at <= now]:
