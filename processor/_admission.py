@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from costwarden import pricing
 from costwarden import semconv as sc
 from costwarden._errors import BudgetExceeded
 from costwarden._types import Admission, CallRequest
+from costwarden.pricing import ModelPrices
 from costwarden.processor._alerts import Alerts
 from costwarden.processor._budgets import Budget, CallKey, Plan, below
 from costwarden.processor._core import CACHE_LIMIT, NO_CALL, Core, Ticket, call_key
@@ -36,6 +38,7 @@ __all__ = ["Admitter", "price_book"]
 
 _NO_OUTPUT_OPERATIONS = frozenset({"embeddings"})
 _RESERVATION_TTL = 900.0  # seconds a reservation outlives a process that died mid-call
+_PRICES_TTL = 600.0  # seconds a plan trusts its price look-up (the book re-resolves dated prices hourly)
 _NO_GATES: list[Gate] = []
 _ZERO = Decimal(0)
 
@@ -228,7 +231,8 @@ class Admitter:
         if plan.strict:
             bound = request.max_input_tokens
             input_tokens = bound if bound is not None else 4 * input_tokens
-        usd = pricing.get_price_book().estimate(model, input_tokens, output, request.provider)
+        prices = self._prices(plan, model, request.provider)
+        usd = prices.estimate(input_tokens, output) if prices is not None else None
         if usd is None:
             usd = _ZERO
             self._core.warn_once(
@@ -237,6 +241,19 @@ class Admitter:
                 "tokens and calls against budgets but reserve $0 (add it under prices: in costwarden.yaml)",
             )
         return Amounts(usd, input_tokens + output, 1)
+
+    @staticmethod
+    def _prices(plan: Plan, model: str, provider: str) -> ModelPrices | None:
+        """The prices of ``model``, kept on the plan while the book and its look-up are current."""
+        book = pricing.get_price_book()
+        cached = plan.prices
+        now = time.monotonic()
+        if cached and cached[0] is book and cached[2] > now and model == plan.model:
+            return cached[1]
+        prices = book.prices(model, provider)
+        if model == plan.model:
+            plan.prices[:] = (book, prices, now + _PRICES_TTL)
+        return prices
 
     def _store_down(
         self, span: Any, plan: Plan, call: CallKey, exc: Exception, admission: Admission, foreign: bool

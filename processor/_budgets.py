@@ -175,8 +175,8 @@ class Plan:
     """Their counters: the only ones admission peeks at before reserving."""
     strict: bool
     repeats: tuple[int, ...]
-    alerting: bool
-    """Whether a budget has ``alert_at`` thresholds (settlement then looks at the new totals)."""
+    alert_slots: tuple[int, ...]
+    """Indexes of budgets with ``alert_at`` thresholds (settlement looks at their new totals)."""
     valid_until: float
     alert_next: list[int]
     """Per counter, the index of the next ``alert_at`` threshold not announced yet (a hint: the
@@ -185,6 +185,11 @@ class Plan:
     """Per counter, whether this call key's run is known to have started (refuse new work)."""
     metric_attributes: dict[tuple[Any, Any, Any], Any]
     """This call key's metric attributes per (operation, response model), filled at settlement."""
+    model: str
+    """The call key's (requested) model."""
+    prices: list[Any]
+    """``[price book, its prices for this call key's model, monotonic expiry]`` once admission has
+    looked them up (empty before): saves the book's look-up on every call."""
 
 
 def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzinfo) -> Plan:
@@ -209,11 +214,13 @@ def build_plan(budgets: Sequence[Budget], call: CallKey, now: datetime, tz: tzin
         reshape_keys=tuple(keys[i] for i in reshape),
         strict=any(b.strict for b in chosen),
         repeats=tuple(i for i, b in enumerate(chosen) if b.config.max_repeats is not None),
-        alerting=any(b.alert_at for b in chosen),
+        alert_slots=tuple(i for i, b in enumerate(chosen) if b.alert_at),
         valid_until=valid_until,
         alert_next=[0] * len(chosen),
         run_seen=[False] * len(chosen),
         metric_attributes={},
+        model=call[5],
+        prices=[],
     )
 
 

@@ -66,7 +66,7 @@ class Settler:
         finally:
             for gate in ticket.gates:
                 gate.release()
-        if ticket.plan is not None and ticket.plan.alerting:
+        if spent and ticket.plan is not None and ticket.plan.alert_slots:
             self._check_alerts(ticket.plan, spent)
         if not ticket.foreign:
             self._record(span, attrs, ticket, usage, cost)
@@ -96,10 +96,9 @@ class Settler:
         if cost is not None:
             self._record_cost(attrs, call, cost)
 
-    def _check_alerts(self, plan: Any, spent: list[Committed]) -> None:
-        for slot, state in enumerate(spent):
-            if plan.budgets[slot].alert_at:
-                self._alerts.check(plan, slot, state, None)
+    def _check_alerts(self, plan: Plan, spent: list[Committed]) -> None:
+        for slot in plan.alert_slots:
+            self._alerts.check(plan, slot, spent[slot], None)
 
     def _price(self, attrs: Any, usage: SpanUsage) -> Decimal | None:
         model = model_of(attrs)

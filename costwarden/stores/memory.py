@@ -26,6 +26,7 @@ from costwarden.stores._base import (
 __all__ = ["MemoryStore"]
 
 _ZERO_USD = Decimal(0)
+_UNITS = ("usd", "tokens", "calls")  # Amounts' and Committed's order
 _SWEEP_EVERY = 30.0  # seconds between sweeps of expired reservations and counters
 
 
@@ -76,7 +77,9 @@ class MemoryStore:
         # The processor passes the same keys tuple for every call with the same plan: resolving it
         # once saves hashing every CounterKey on every call. Keyed by id, checked by identity.
         self._resolved: dict[int, tuple[Sequence[CounterKey], list[_Counter]]] = {}
-        self._checks: dict[int, tuple[Sequence[Limits | None], tuple[tuple[int, Limits], ...]]] = {}
+        self._checks: dict[
+            int, tuple[Sequence[Limits | None], tuple[tuple[int, int, Decimal | int], ...]]
+        ] = {}
         self._reservations: dict[str, _Reservation] = {}
         self._clock = clock
         self._next_sweep = clock() + _SWEEP_EVERY
@@ -119,10 +122,14 @@ class MemoryStore:
             now = self._clock()
             if now >= self._next_sweep:
                 self._sweep(now)
-            counters, committed, rejected = self._check(keys, amount, limits)
+            counters = self._counters_for(keys)
+            committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
+            rejected = self._over(committed, amount, limits)
             if rejected is not None and now >= self._earliest_expiry:
                 self._sweep(now)  # expired reservations may be what fills the budget
-                counters, committed, rejected = self._check(keys, amount, limits)
+                counters = self._counters_for(keys)
+                committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
+                rejected = self._over(committed, amount, limits)
             if rejected is not None:
                 return ReserveResult(False, committed, *rejected)
             usd, tokens, calls = amount.usd, amount.tokens, amount.calls
@@ -136,28 +143,27 @@ class MemoryStore:
                 self._earliest_expiry = expires
         return ReserveResult(True, committed)
 
-    def _check(
-        self, keys: Sequence[CounterKey], amount: Amounts, limits: Sequence[Limits | None]
-    ) -> tuple[list[_Counter], list[Committed], tuple[int, str] | None]:
-        counters = self._counters_for(keys)
-        usd, tokens, calls = amount.usd, amount.tokens, amount.calls
-        committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
-        for index, limit in self._limit_checks(limits):
-            state = committed[index]
-            if limit.usd is not None and state[0] + usd > limit.usd:
-                return counters, committed, (index, "usd")
-            if limit.tokens is not None and state[1] + tokens > limit.tokens:
-                return counters, committed, (index, "tokens")
-            if limit.calls is not None and state[2] + calls > limit.calls:
-                return counters, committed, (index, "calls")
-        return counters, committed, None
-
-    def _limit_checks(self, limits: Sequence[Limits | None]) -> tuple[tuple[int, Limits], ...]:
-        """The counters with limits, by index: cached per ``limits`` object like ``_counters_for``."""
+    def _over(
+        self, committed: list[Committed], amount: Amounts, limits: Sequence[Limits | None]
+    ) -> tuple[int, str] | None:
+        """The first (counter index, unit) that ``amount`` would take past its limit, or None."""
         entry = self._checks.get(id(limits))
-        if entry is not None and entry[0] is limits:
-            return entry[1]
-        checks = tuple((i, limit) for i, limit in enumerate(limits) if limit is not None)
+        checks = entry[1] if entry is not None and entry[0] is limits else self._limit_checks(limits)
+        for index, unit, limit in checks:
+            if committed[index][unit] + amount[unit] > limit:
+                return index, _UNITS[unit]
+        return None
+
+    def _limit_checks(self, limits: Sequence[Limits | None]) -> tuple[tuple[int, int, Decimal | int], ...]:
+        """``(counter index, unit index, limit)`` for every limited unit of every counter, in order:
+        cached per ``limits`` object like ``_counters_for``."""
+        checks = tuple(
+            (index, unit, value)
+            for index, limit in enumerate(limits)
+            if limit is not None
+            for unit, value in enumerate((limit.usd, limit.tokens, limit.calls))
+            if value is not None
+        )
         if isinstance(limits, tuple):
             if len(self._checks) > 4096:
                 self._checks.clear()
