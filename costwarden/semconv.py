@@ -144,6 +144,7 @@ FOREIGN_LLM_MODEL_NAME: Final = "llm.model_name"  # OpenInference
 FOREIGN_LLM_PROVIDER: Final = "llm.provider"  # OpenInference
 FOREIGN_LLM_SYSTEM: Final = "llm.system"  # OpenInference
 FOREIGN_GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"  # OpenLIT
+FOREIGN_AG2_SPAN_TYPE: Final = "ag2.span.type"  # AG2 1.x TelemetryMiddleware: only "llm" is a call
 
 # --- Metrics: (name, unit, description) ----------------------------------------------------------
 METRIC_TOKEN_USAGE: Final = _gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE

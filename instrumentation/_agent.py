@@ -117,14 +117,20 @@ def agent_scope(tracer: trace.Tracer, **kwargs: Any) -> Iterator[AgentScope]:
 
 
 def enrich_agent_span(
-    span: Any, *, agent: str | None = None, workflow: str | None = None, run_id: str | None = None
+    span: Any,
+    *,
+    agent: str | None = None,
+    workflow: str | None = None,
+    run_id: str | None = None,
+    agent_id: str | None = None,
 ) -> None:
-    """Add costwarden's attribution to a span a framework made itself (autogen-core, PydanticAI)."""
+    """Add costwarden's attribution to a span a framework made itself (autogen-core, PydanticAI, AG2)."""
     with best_effort("enriching an agent span"):
         if not span.is_recording():
             return
         for key, value in (
             (sc.GEN_AI_AGENT_NAME, agent),
+            (sc.GEN_AI_AGENT_ID, agent_id),
             (sc.GEN_AI_WORKFLOW_NAME, workflow),
             (sc.GEN_AI_CONVERSATION_ID, run_id),
         ):

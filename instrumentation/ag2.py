@@ -1,5 +1,7 @@
 """AG2 instrumentation: the classic ``autogen`` API of ``ag2`` 0.x (``ConversableAgent``,
-``AssistantAgent``, ``UserProxyAgent``, ``GroupChat`` and its manager).
+``AssistantAgent``, ``UserProxyAgent``, ``GroupChat`` and its manager), and the rewritten ``ag2`` 1.x
+package (``ag2.Agent``, through its middleware: see :mod:`costwarden.instrumentation._ag2_v1`),
+whichever is installed. The rest of this docstring is about the classic API.
 
 One conversation (``initiate_chat`` / ``a_initiate_chat``) is one workflow run: an ``invoke_workflow``
 span with a fresh run id (``gen_ai.conversation.id``), unless the app set a workflow or run id with
@@ -18,7 +20,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from costwarden import semconv as sc
 from costwarden.instrumentation._framework import (
@@ -28,6 +30,9 @@ from costwarden.instrumentation._framework import (
     run_identity,
 )
 from costwarden.instrumentation._instrumentor import HookInstrumentor
+
+if TYPE_CHECKING:
+    from opentelemetry import trace
 
 __all__ = ["AG2Instrumentor"]
 
@@ -84,9 +89,25 @@ class AG2Instrumentor(HookInstrumentor):
     """Instruments AG2: agent and conversation spans and attribution for the LLM calls beneath.
 
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_ag2`` entry point; the LLM calls
-    themselves are priced and budgeted by the openai instrumentation."""
+    themselves are priced and budgeted by the provider instrumentations (openai, ...)."""
 
     instruments = _INSTRUMENTS
 
     def hooks(self) -> list[Hook]:
         return _classic_hooks()
+
+    def _wrap(self, tracer: trace.Tracer) -> None:
+        super()._wrap(tracer)
+        try:
+            from costwarden.instrumentation._ag2_v1 import wrap_agents
+        except ImportError:  # ag2 0.x: only the classic API
+            return
+        wrap_agents(tracer)
+
+    def _unwrap(self) -> None:
+        super()._unwrap()
+        try:
+            from costwarden.instrumentation._ag2_v1 import unwrap_agents
+        except ImportError:
+            return
+        unwrap_agents()

@@ -70,6 +70,8 @@ _LLM_OPERATIONS = frozenset(  # GenAI semconv names, and OpenLLMetry's llm.reque
 
 def is_llm_operation(attrs: Mapping[str, Any]) -> bool:
     """Whether a GenAI span is an LLM call (not an agent, workflow or tool span)."""
+    if attrs.get(sc.FOREIGN_AG2_SPAN_TYPE, "llm") != "llm":
+        return False  # AG2's record_usage spans: totals of calls counted already
     operation = attrs.get(sc.GEN_AI_OPERATION_NAME) or attrs.get(sc.FOREIGN_LLM_REQUEST_TYPE)
     return operation is None or str(operation) in _LLM_OPERATIONS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from costwarden import semconv
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
-NAME = re.compile(r"`((?:gen_ai|costwarden|server|error|user|llm)\.[a-z0-9_.]+)`")
+NAME = re.compile(r"`((?:gen_ai|costwarden|server|error|user|llm|ag2)\.[a-z0-9_.]+)`")
 
 
 def _emitted_names() -> set[str]:
