@@ -12,6 +12,7 @@ MATRIX=(
   "openai-1.40|openai==1.40.0 httpx<0.28|$OPENAI_TESTS"
   "openai-2.x|openai>=2,<3|$OPENAI_TESTS"
   "agent-frameworks|ag2[openai]>=0.9,<1 autogen-agentchat>=0.7,<0.8 autogen-ext[openai]>=0.7,<0.8 crewai>=1,<2|tests/frameworks"
+  "ag2-1.0|ag2[openai]==1.0.0|tests/frameworks/test_ag2_v1.py"
 )
 
 for row in "${MATRIX[@]}"; do

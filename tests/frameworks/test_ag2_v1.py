@@ -169,7 +169,8 @@ async def test_own_telemetry_enriched_not_counted_twice(instrumented: Any, fake:
     # AG2's chat spans (around ours) and record_usage spans carry usage of their own: counted once
     theirs = [s for s in spans if scope(s) == AG2_TRACER]
     assert len([s for s in theirs if op(s) == "chat"]) == 5
-    assert len([s for s in theirs if s.name.startswith("record_usage")]) == 7  # 5 calls, 2 sub-tasks
+    # ag2 1.0 has no record_usage spans; later releases one per call and one per sub-task's total
+    assert len([s for s in theirs if s.name.startswith("record_usage")]) in {0, 7}
     check_per_agent_totals(telemetry.processor, by_agent)
     ours = sum((Decimal(str(attr(c, sc.GEN_AI_USAGE_COST_AMOUNT))) for c in calls), Decimal(0))
     assert total_spent(telemetry.processor, "all-calls") == ours
