@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 
 pytest.importorskip("ag2.middleware", reason="the ag2 1.x package (ag2 0.x ships only `autogen`)")
 
@@ -251,6 +252,30 @@ async def test_uninstrument(instrumented: Any, fake: Any) -> None:
     await after.ask("two")
 
     assert [op(s) for s in telemetry.spans()] == ["chat", "chat"]
+
+
+class _BrokenTracer(trace.NoOpTracer):
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracer exploded")
+
+
+class _BrokenTracerProvider(trace.NoOpTracerProvider):
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _BrokenTracer()
+
+
+async def test_a_broken_agent_span_does_not_reach_the_app(
+    instrumented: Any, fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COSTWARDEN_RAISE_INTERNAL_ERRORS", raising=False)  # as in production
+    telemetry = instrumented()
+    AG2Instrumentor().uninstrument()
+    AG2Instrumentor().instrument(tracer_provider=_BrokenTracerProvider(), skip_setup=True)
+
+    reply = await newsroom(fake).ask("Brief on rivers.")
+
+    assert reply.body
+    assert len(own_calls(telemetry.spans())) == len(fake.requests) == 5  # still priced, once
 
 
 @pytest.mark.e2e
