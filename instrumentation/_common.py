@@ -35,7 +35,10 @@ def given(kwargs: Mapping[str, Any], key: str) -> Any:
 def raw_response_parser(result: Any) -> Any:
     """For a Stainless SDK's raw response (``with_raw_response``: it has ``http_response`` and
     ``parse()``), its ``parse``; None when ``result`` is the parsed object itself."""
-    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
+    # The raw wrappers keep http_response in their instance dict. Looking there first costs ~0.1 µs;
+    # hasattr() on a parsed pydantic response goes through its __getattr__ and a raised AttributeError.
+    state = getattr(result, "__dict__", None)
+    if state is not None and "http_response" in state and callable(getattr(result, "parse", None)):
         return result.parse
     return None
 

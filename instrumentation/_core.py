@@ -111,12 +111,16 @@ class Operation(Protocol):
 class LLMCall:
     """One instrumented call: its span, its request, and the guarantee that the span ends once."""
 
-    __slots__ = ("_ended", "admission", "hide_injected", "op", "request", "span")
+    __slots__ = ("_ended", "admission", "capture_content", "hide_injected", "op", "request", "span")
 
-    def __init__(self, span: trace.Span, op: Operation, request: RequestInfo) -> None:
+    def __init__(
+        self, span: trace.Span, op: Operation, request: RequestInfo, capture_content: bool = False
+    ) -> None:
         self.span = span
         self.op = op
         self.request = request
+        self.capture_content = capture_content
+        """Whether prompts and completions are recorded (read once per call)."""
         self.hide_injected = False
         self.admission: Admission | None = None
         """The budget processor's answer; the call's usage and cost are reported back on it."""
@@ -135,11 +139,12 @@ class LLMCall:
             request = op.parse_request(instance, kwargs)
             attributes = request.attributes
             attributes.update(attribution_attributes())
-            if request.input_messages is not None and capture_content_enabled():
+            capture = capture_content_enabled()
+            if capture and request.input_messages is not None:
                 attributes[sc.GEN_AI_INPUT_MESSAGES] = _to_json(request.input_messages)
             name = f"{request.call.operation} {request.call.model}"
             span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-            return cls(span, op, request)
+            return cls(span, op, request, capture)
         return None
 
     def prepare(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -236,18 +241,20 @@ class LLMCall:
             self.span.end()
 
     def _record(self, info: ResponseInfo) -> None:
-        span = self.span
-        if info.attributes:
-            span.set_attributes(info.attributes)
+        """Put the response's attributes, usage and cost on the span, in one batch (each SDK
+        ``set_attributes`` call takes the span's lock once)."""
+        attributes = info.attributes
         usage = info.usage or self._estimated_usage(info)
-        if usage is None:
-            return
-        span.set_attributes(_usage_attributes(usage))
-        if self.admission is not None:
-            self.admission.usage = usage
-        if info.output_messages is not None and capture_content_enabled():
-            span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, _to_json(info.output_messages))
-        self._record_cost(usage, info.attributes.get(sc.GEN_AI_RESPONSE_MODEL))
+        if usage is not None:
+            attributes = {**attributes, **_usage_attributes(usage)}
+            if self.admission is not None:
+                self.admission.usage = usage
+            if self.capture_content and info.output_messages is not None:
+                attributes[sc.GEN_AI_OUTPUT_MESSAGES] = _to_json(info.output_messages)
+            with best_effort("pricing the call"):  # a pricing bug must not lose the usage
+                attributes.update(self._cost_attributes(usage, info.attributes.get(sc.GEN_AI_RESPONSE_MODEL)))
+        if attributes:
+            self.span.set_attributes(attributes)
 
     def _estimated_usage(self, info: ResponseInfo) -> Usage | None:
         if not info.output_tokens_estimate and not self.request.call.stream:
@@ -258,7 +265,11 @@ class LLMCall:
             estimated=True,
         )
 
-    def _record_cost(self, usage: Usage, response_model: AttributeValue | None) -> None:
+    def _cost_attributes(
+        self, usage: Usage, response_model: AttributeValue | None
+    ) -> dict[str, AttributeValue]:
+        """The cost attributes for ``usage`` (priced at the response's model when it has a price),
+        reported on the admission too; the unknown-model flag when there is no price."""
         call = self.request.call
         book = get_price_book()
         cost = None
@@ -271,17 +282,14 @@ class LLMCall:
         if cost is None:
             cost = book.cost(call.model, usage, call.provider)
         if cost is None:
-            self.span.set_attribute(sc.COSTWARDEN_COST_UNKNOWN_MODEL, True)
-            return
+            return {sc.COSTWARDEN_COST_UNKNOWN_MODEL: True}
         if self.admission is not None:
             self.admission.cost = cost.amount
-        self.span.set_attributes(
-            {
-                sc.GEN_AI_USAGE_COST_AMOUNT: float(cost.amount),
-                sc.GEN_AI_USAGE_COST_CURRENCY: "USD",
-                sc.GEN_AI_USAGE_COST_SOURCE: cost.source,
-            }
-        )
+        return {
+            sc.GEN_AI_USAGE_COST_AMOUNT: float(cost.amount),
+            sc.GEN_AI_USAGE_COST_CURRENCY: "USD",
+            sc.GEN_AI_USAGE_COST_SOURCE: cost.source,
+        }
 
 
 def _usage_attributes(usage: Usage) -> dict[str, AttributeValue]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -47,15 +46,27 @@ def _report(where: str, exc: Exception) -> None:
     )
 
 
-@contextmanager
-def best_effort(where: str) -> Iterator[None]:
-    """Run a block of costwarden's own work; an exception is logged once and swallowed."""
-    try:
-        yield
-    except Exception as exc:  # the guard exists to catch everything costwarden might raise
+class best_effort:  # lower case: used like a function, `with best_effort("reading the request"):`
+    """Run a block of costwarden's own work; an exception is logged once and swallowed.
+
+    A class, not a ``@contextmanager`` generator: it runs several times on every instrumented call,
+    and a generator-based context manager costs several times more to enter and leave."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if not isinstance(exc, Exception):  # no error, or KeyboardInterrupt / cancellation: not ours
+            return False
         if raise_internal_errors():
-            raise
-        _report(where, exc)
+            return False
+        _report(self.where, exc)
+        return True
 
 
 def best_effort_call(where: str, default: _R) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:

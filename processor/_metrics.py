@@ -7,6 +7,7 @@ is turned on.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -55,8 +56,15 @@ class Instruments:
             description=_DESCRIPTIONS[sc.METRIC_OPERATION_DURATION],
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
-        self.cost = meter.create_counter(
-            sc.METRIC_COST, unit=units[sc.METRIC_COST], description=_DESCRIPTIONS[sc.METRIC_COST]
+        # The cost counter is summed here and observed at collection: one dict update per call
+        # instead of an SDK measurement (the same cumulative sum reaches every exporter).
+        self._cost_lock = threading.Lock()
+        self._cost_totals: dict[tuple[tuple[str, str], ...], list[Any]] = {}
+        meter.create_observable_counter(
+            sc.METRIC_COST,
+            callbacks=[self._observe_cost],
+            unit=units[sc.METRIC_COST],
+            description=_DESCRIPTIONS[sc.METRIC_COST],
         )
         self.decisions = meter.create_counter(
             sc.METRIC_BUDGET_DECISIONS,
@@ -101,7 +109,21 @@ class Instruments:
             genai = attributes.genai
             self.duration.record(duration, genai if error is None else {**genai, sc.ERROR_TYPE: str(error)})
         if cost is not None:
-            self.cost.add(float(cost), attributes.cost)
+            self.add_cost(cost, attributes)
+
+    def add_cost(self, cost: Decimal, attributes: CallAttributes) -> None:
+        """Count ``cost`` (USD) under the call's cost attributes in ``costwarden.cost``."""
+        with self._cost_lock:
+            total = self._cost_totals.get(attributes.cost_key)
+            if total is None:
+                if len(self._cost_totals) >= _CACHE_LIMIT:
+                    return  # a flood of attribute sets (high-cardinality metrics on): stop growing
+                total = self._cost_totals[attributes.cost_key] = [attributes.cost, 0.0]
+            total[1] += float(cost)
+
+    def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._cost_lock:
+            return [Observation(total, attributes) for attributes, total in self._cost_totals.values()]
 
 
 class CallAttributes(NamedTuple):
@@ -112,6 +134,7 @@ class CallAttributes(NamedTuple):
     input: dict[str, str]
     output: dict[str, str]
     cost: dict[str, str]
+    cost_key: tuple[tuple[str, str], ...]
 
 
 _cache: dict[tuple[Any, ...], CallAttributes] = {}
@@ -151,6 +174,7 @@ def call_attributes(
         {**genai, sc.METRIC_ATTR_TOKEN_TYPE: "input"},
         {**genai, sc.METRIC_ATTR_TOKEN_TYPE: "output"},
         cost,
+        tuple(sorted(cost.items())),
     )
     return entry
 

@@ -157,4 +157,4 @@ class Settler:
         )
 
     def _record_cost(self, attrs: Any, call: Any, cost: Decimal) -> None:
-        self._instruments.cost.add(float(cost), self._attributes(attrs, call).cost)
+        self._instruments.add_cost(cost, self._attributes(attrs, call))
