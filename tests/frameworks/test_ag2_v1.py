@@ -20,7 +20,7 @@ from opentelemetry import trace
 
 pytest.importorskip("ag2.middleware", reason="the ag2 1.x package (ag2 0.x ships only `autogen`)")
 
-from ag2 import Agent, MemoryStream
+from ag2 import Agent, MemoryStream, TaskConfig
 from ag2.config import OpenAIConfig
 from ag2.middleware import TelemetryMiddleware
 
@@ -135,6 +135,21 @@ async def test_delegation_workflow(instrumented: Any, fake: Any, mode: str, stre
     assert {attr(s, sc.GEN_AI_CONVERSATION_ID) for s in agents.values()} == {run_id}
     assert all(attr(s, sc.GEN_AI_AGENT_ID) for s in agents.values())
     assert all(s.name == f"invoke_agent {name}" for name, s in agents.items())
+
+
+async def test_sub_tasks_nest_in_the_run(instrumented: Any, fake: Any) -> None:
+    telemetry = instrumented()
+    lead = Agent("lead", "Split the work.", config=config(fake, "gpt-4o-mini"), tasks=TaskConfig())
+
+    await lead.ask("Brief on rivers.")
+
+    spans = telemetry.spans()
+    check_counted_once(spans, fake)
+    [worker] = [name for name in agent_spans(spans) if name != "lead"]
+    assert worker.startswith("subtask-")  # AG2 names the sub-task agents it spawns
+    by_agent = check_call_tree(spans, {"lead", worker})
+    assert {a: len(c) for a, c in by_agent.items()} == {"lead": 2, worker: 1}
+    assert agent_spans(spans)["lead"] in ancestors(agent_spans(spans)[worker], spans)
 
 
 async def test_own_telemetry_enriched_not_counted_twice(instrumented: Any, fake: Any) -> None:
