@@ -81,7 +81,8 @@ class Admitter:
 
     def _reserve(self, span: Any, request: CallRequest, foreign: bool) -> tuple[Admission, list[Gate]]:
         sid = span.get_span_context().span_id
-        self._claim_foreign_parent(span, sid)
+        if self._foreign_open:
+            self._claim_foreign_parent(span, sid)
         call = call_key(attributes_of(span), request.model, request.provider)
         plan = self._core.plan(call)
         if not plan.budgets:
@@ -112,15 +113,10 @@ class Admitter:
         return admission, gates
 
     def _claim_foreign_parent(self, span: Any, sid: int) -> None:
-        """The span around this call, if it is another instrumentation's LLM span, is this call seen
-        from outside: ``on_end`` must not count it again. Claimed whether or not it looked like an LLM
-        span at its start (AG2's, like many, sets its attributes after); only a parent that will end
-        here (local, sampled) is remembered, and ``on_end`` forgets it."""
-        if self._foreign_open:
-            self._foreign_open.pop(sid, None)
+        self._foreign_open.pop(sid, None)
         parent = getattr(span, "parent", None)
-        if parent is not None and not parent.is_remote and parent.trace_flags.sampled:
-            self._foreign_open[parent.span_id] = True
+        if parent is not None and parent.span_id in self._foreign_open:
+            self._foreign_open[parent.span_id] = True  # that foreign span is this call, seen from outside
 
     def _decide(
         self,

@@ -64,12 +64,17 @@ class SpanStart:
         if scope is not None and scope.name.startswith("costwarden"):
             return  # our own spans are admitted by our instrumentation
         attrs = attributes_of(span)
-        if not is_genai(attrs):
+        genai = is_genai(attrs)
+        if not genai and span.kind is not SpanKind.CLIENT:
             return
+        # a CLIENT span may say it is an LLM call only after its start (AG2's do): watched all the same,
+        # so that a call of ours inside it claims it (on_end counts only LLM spans with a model)
         sid = span.context.span_id
         parent = span.parent
         shadowed = parent is not None and parent.span_id in self._tickets  # the same call, inside ours
         self._foreign_open[sid] = shadowed
+        if not genai:
+            return
         if self._core.config.enforce_foreign_spans and not shadowed and is_llm_operation(attrs):
             self._admit(span, attrs)
 
