@@ -131,7 +131,7 @@ class _TurnScope(BaseMiddleware):
 class _CostwardenMiddleware:
     """The middleware factory costwarden adds to each agent (AG2 calls it once per turn)."""
 
-    __slots__ = ("__weakref__", "_agent")
+    __slots__ = ("_agent",)
 
     def __init__(self, agent: Any) -> None:
         self._agent = weakref.ref(agent)  # the agent holds this factory
