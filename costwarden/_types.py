@@ -7,7 +7,7 @@ These are the contracts between the parts of costwarden: an SDK module turns a r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -54,10 +54,16 @@ class CallRequest:
     """The request's prompt (messages, input...), from which :attr:`fingerprint` is computed."""
     messages: Sequence[Any] | None = None
     """Chat messages, for ``trim_context``; None for operations that have none."""
-    max_input_tokens: int | None = None
-    """An upper bound on the input tokens (e.g. the prompt's length in bytes), which ``strict``
-    budgets reserve; None: they reserve four times ``estimated_input_tokens``."""
+    input_bound: Callable[[], int] | None = None
+    """Computes an upper bound on the input tokens (e.g. the prompt's length in bytes), which
+    ``strict`` budgets reserve; called only when one does (walking a long prompt on every call would
+    cost more than the rest of admission). None: they reserve four times ``estimated_input_tokens``."""
     _fingerprint: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def max_input_tokens(self) -> int | None:
+        """:attr:`input_bound`'s answer, or None without one."""
+        return self.input_bound() if self.input_bound is not None else None
 
     @property
     def fingerprint(self) -> int | None:

@@ -103,7 +103,9 @@ class _Messages:
             estimated_input_tokens=estimate_tokens(plain) + estimate_tokens(system) + estimate_tokens(tools),
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
             stream=self.stream_helper or bool(given(kwargs, "stream")),
-            max_input_tokens=input_token_bound(plain) + input_token_bound(system) + input_token_bound(tools),
+            input_bound=lambda: (
+                input_token_bound(plain) + input_token_bound(system) + input_token_bound(tools)
+            ),
             content=plain,
             messages=messages if isinstance(messages, list) else None,
         )

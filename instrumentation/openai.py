@@ -146,7 +146,9 @@ class _Operation:
             estimated_input_tokens=estimate,
             max_output_tokens=int(max_tokens) if max_tokens is not None else None,
             stream=bool(_given(kwargs, "stream")),
-            max_input_tokens=input_token_bound(content) + input_token_bound(extra) + input_token_bound(tools),
+            input_bound=lambda: (
+                input_token_bound(content) + input_token_bound(extra) + input_token_bound(tools)
+            ),
             content=content,
             messages=content if self.name == "chat" and self.content_key == "messages" else None,
         )
