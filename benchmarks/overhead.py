@@ -49,6 +49,7 @@ CLIENT_CPU, SERVER_CPU = 0, 1
 # name -> (label, distributions whose versions the table names)
 CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bare": ("bare openai SDK", ("openai",)),
+    "floor": ("floor: minimal span + the 2 semconv metrics (`benchmarks/_floor.py`)", ("opentelemetry-sdk",)),
     "costwarden": ("costwarden (no budgets)", ("costwarden",)),
     "costwarden-10": ("costwarden (10 budgets)", ("costwarden",)),
     "openllmetry": ("OpenLLMetry", ("opentelemetry-instrumentation-openai",)),
@@ -98,6 +99,10 @@ def enable(name: str, telemetry: common.Telemetry) -> Callable[[], Any]:
     tp, mp = telemetry.tracer_provider, telemetry.meter_provider
     if name == "bare":
         pass
+    elif name == "floor":
+        from _floor import enable_floor
+
+        enable_floor(tp, mp)
     elif name in ("costwarden", "costwarden-10"):
         import costwarden
 
@@ -493,7 +498,7 @@ def print_table(
         if not peers:
             continue
         best = min(peers, key=lambda name: peers[name])
-        for name in ("costwarden", "costwarden-10"):
+        for name in ("floor", "costwarden", "costwarden-10"):
             if name in table:
                 print(
                     f"{what}: {CONFIGS[name][0]} adds {table[name]:.0f} µs per call; the best peer "
@@ -507,6 +512,8 @@ def _diffs(values: list[float], bare: list[float]) -> list[float]:
 
 
 def describe_stream(name: str, stream: dict[str, Any]) -> str:
+    if name == "floor":
+        return "- (streams pass through)"
     if name == "bare" or not stream:
         return "-" if name == "bare" else "not checked"
     note = " (but the app saw a usage chunk it did not ask for)" if stream.get("app_saw_usage_chunk") else ""
