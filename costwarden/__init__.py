@@ -12,7 +12,17 @@ Usage::
 from costwarden._attribution import attribute, current_attribution
 from costwarden._errors import BudgetExceeded
 from costwarden._guard import guard
+from costwarden._routing import NoModelFits, Route, cheapest
 from costwarden._setup import configure
 
-__all__ = ["BudgetExceeded", "attribute", "configure", "current_attribution", "guard"]
+__all__ = [
+    "BudgetExceeded",
+    "NoModelFits",
+    "Route",
+    "attribute",
+    "cheapest",
+    "configure",
+    "current_attribution",
+    "guard",
+]
 __version__ = "0.1.0"

@@ -39,6 +39,7 @@ __all__ = [
     "HooksConfig",
     "LedgerConfig",
     "MetricsConfig",
+    "ModelConfig",
     "ThrottleConfig",
     "TrimContextConfig",
     "load_config",
@@ -187,6 +188,21 @@ class LedgerConfig(_Model):
     retention_days: PositiveInt = 90
 
 
+def _capability(value: str) -> str:
+    if not re.fullmatch(r"[\w.-]+", value):
+        raise ValueError("is not a capability name (letters, digits, '_', '-' and '.')")
+    return value
+
+
+class ModelConfig(_Model):
+    """What ``costwarden.cheapest()`` knows about a model beyond its price."""
+
+    capabilities: Annotated[list[Annotated[str, AfterValidator(_capability)]], BeforeValidator(_as_list)] = []
+    """Free-form names the app routes on (``tools``, ``vision``, ``long-context``, ``reasoning``…)."""
+    context_window: PositiveInt | None = None
+    """Tokens the model accepts; None: the price database's value, where it has one."""
+
+
 class HooksConfig(_Model):
     """User functions costwarden calls, as ``module:function``."""
 
@@ -213,6 +229,7 @@ class CostwardenConfig(_Model):
     enforce_foreign_spans: bool = False
     ledger: LedgerConfig = LedgerConfig()
     prices: dict[str, dict[str, Any]] = {}
+    models: dict[str, ModelConfig] = {}
     hooks: HooksConfig = HooksConfig()
     metrics: MetricsConfig = MetricsConfig()
     budgets: list[BudgetConfig] = []

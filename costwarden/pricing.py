@@ -27,7 +27,15 @@ from typing import Any, Final, NamedTuple
 
 from costwarden._types import Usage
 
-__all__ = ["Cost", "ModelPrices", "PriceBook", "PriceError", "get_price_book", "set_price_book"]
+__all__ = [
+    "Cost",
+    "ModelPrices",
+    "PriceBook",
+    "PriceError",
+    "get_price_book",
+    "semconv_provider",
+    "set_price_book",
+]
 
 logger = logging.getLogger("costwarden")
 
@@ -57,6 +65,14 @@ _PROVIDER_IDS: Final = {
     "fireworks": "fireworks",
     "cerebras": "cerebras",
 }
+
+_SEMCONV_PROVIDERS: Final = {genai: name for name, genai in reversed(_PROVIDER_IDS.items())}
+
+
+def semconv_provider(provider_id: str) -> str | None:
+    """The ``gen_ai.provider.name`` of calls to a genai-prices provider (``aws`` → ``aws.bedrock``),
+    or None for one costwarden does not name."""
+    return _SEMCONV_PROVIDERS.get(provider_id)
 
 
 class PriceError(ValueError):
@@ -99,6 +115,8 @@ class ModelPrices:
     source: str = "config"
     model_id: str = ""
     provider_id: str = ""
+    context_window: int | None = None
+    """The model's context window in tokens, where the price database knows it."""
     _per_token: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -277,6 +295,7 @@ def _resolve(model: str, provider: str | None) -> ModelPrices | None:
         source=f"genai-prices@{version('genai-prices')}",
         model_id=info.id,
         provider_id=genai_provider.id,
+        context_window=getattr(info, "context_window", None),
     )
 
 

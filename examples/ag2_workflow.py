@@ -13,35 +13,14 @@ $COSTWARDEN_CONFIG). Against the local fake provider: ``python -m costwarden.tes
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 
 import autogen
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from _spend import track_spend  # the examples' shared spend table
 
 import costwarden
-from costwarden import semconv as sc
 
 MODEL = "gpt-4o-mini"
 TOPICS = ["rivers", "glaciers", "deltas"]
-
-
-class SpendByAgent(SpanProcessor):
-    """Adds up the cost of every LLM call span by the agent it is attributed to."""
-
-    def __init__(self) -> None:
-        self.cost: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self.vetoed: dict[str, int] = defaultdict(int)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        attributes = span.attributes or {}
-        agent = str(attributes.get(sc.GEN_AI_AGENT_NAME, "(none)"))
-        if attributes.get(sc.COSTWARDEN_BUDGET_DECISION) == "veto":
-            self.vetoed[agent] += 1
-        elif sc.GEN_AI_USAGE_COST_AMOUNT in attributes:
-            self.calls[agent] += 1
-            self.cost[agent] += float(attributes[sc.GEN_AI_USAGE_COST_AMOUNT])  # type: ignore[arg-type]
 
 
 def newsroom() -> tuple[autogen.UserProxyAgent, autogen.GroupChatManager]:
@@ -70,22 +49,7 @@ def main() -> None:
             print(f"{topic}: stopped by budget {exc.budget!r}")
 
 
-def tracer_provider() -> TracerProvider:
-    """The SDK provider ``opentelemetry-instrument`` set up, or one set up here with costwarden."""
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        return provider
-    provider = TracerProvider()
-    trace.set_tracer_provider(provider)
-    costwarden.configure(tracer_provider=provider)
-    return provider
-
-
 if __name__ == "__main__":
-    spend = SpendByAgent()
-    tracer_provider().add_span_processor(spend)
+    spend = track_spend()
     main()
-    print("spend by agent:")
-    for agent in sorted(set(spend.cost) | set(spend.vetoed)):
-        cost, calls, vetoed = spend.cost[agent], spend.calls[agent], spend.vetoed[agent]
-        print(f"  {agent:<12} ${cost:.6f}  {calls} calls  {vetoed} vetoed")
+    print(spend.report())

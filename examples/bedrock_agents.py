@@ -10,15 +10,11 @@ Run the fake with ``python -m costwarden.testing --port 8321``.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 
 import boto3
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from _spend import track_spend  # the examples' shared spend table
 
 import costwarden
-from costwarden import semconv as sc
 
 HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
 LLAMA = "meta.llama3-1-8b-instruct-v1:0"
@@ -29,10 +25,7 @@ def ask(text: str) -> list[dict[str, object]]:
 
 
 def main() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    costwarden.configure({"ledger": {"enabled": False}}, tracer_provider=provider)
+    spend = track_spend({"ledger": {"enabled": False}})
 
     endpoint = os.environ.get("BEDROCK_ENDPOINT_URL")
     client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=endpoint)
@@ -46,13 +39,7 @@ def main() -> None:
             ]:
                 pass
 
-    spend: dict[str, float] = defaultdict(float)
-    for span in exporter.get_finished_spans():
-        attributes = span.attributes or {}
-        cost = attributes.get(sc.GEN_AI_USAGE_COST_AMOUNT, 0.0)
-        spend[str(attributes.get(sc.GEN_AI_AGENT_NAME))] += cost if isinstance(cost, float) else 0.0
-    for agent, usd in sorted(spend.items(), key=lambda item: -item[1]):
-        print(f"{agent:<12} ${usd:.6f}")
+    print(spend.report())
 
 
 if __name__ == "__main__":

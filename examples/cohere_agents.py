@@ -10,22 +10,15 @@ client (cohere binds ``chat`` on the instance when it is created).
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 
 import cohere
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from _spend import track_spend  # the examples' shared spend table
 
 import costwarden
-from costwarden import semconv as sc
 
 
 def main() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    costwarden.configure({"ledger": {"enabled": False}}, tracer_provider=provider)
+    spend = track_spend({"ledger": {"enabled": False}})
 
     client = cohere.ClientV2(
         api_key=os.environ.get("CO_API_KEY", "test"), base_url=os.environ.get("CO_API_URL")
@@ -41,13 +34,7 @@ def main() -> None:
             for _ in client.chat_stream(model="command-r-plus-08-2024", messages=postcard):
                 pass
 
-    spend: dict[str, float] = defaultdict(float)
-    for span in exporter.get_finished_spans():
-        attributes = span.attributes or {}
-        cost = attributes.get(sc.GEN_AI_USAGE_COST_AMOUNT, 0.0)
-        spend[str(attributes.get(sc.GEN_AI_AGENT_NAME))] += cost if isinstance(cost, float) else 0.0
-    for agent, usd in sorted(spend.items(), key=lambda item: -item[1]):
-        print(f"{agent:<12} ${usd:.6f}")
+    print(spend.report())
 
 
 if __name__ == "__main__":

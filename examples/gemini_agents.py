@@ -9,23 +9,16 @@ Run the fake with ``python -m costwarden.testing --port 8321``.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 
+from _spend import track_spend  # the examples' shared spend table
 from google import genai
 from google.genai import types
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import costwarden
-from costwarden import semconv as sc
 
 
 def main() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    costwarden.configure({"ledger": {"enabled": False}}, tracer_provider=provider)
+    spend = track_spend({"ledger": {"enabled": False}})
 
     base_url = os.environ.get("GEMINI_BASE_URL")
     options = types.HttpOptions(base_url=base_url) if base_url else None
@@ -40,13 +33,7 @@ def main() -> None:
             for _ in client.models.generate_content_stream(model="gemini-2.0-flash", contents=prompt):
                 pass
 
-    spend: dict[str, float] = defaultdict(float)
-    for span in exporter.get_finished_spans():
-        attributes = span.attributes or {}
-        cost = attributes.get(sc.GEN_AI_USAGE_COST_AMOUNT, 0.0)
-        spend[str(attributes.get(sc.GEN_AI_AGENT_NAME))] += cost if isinstance(cost, float) else 0.0
-    for agent, usd in sorted(spend.items(), key=lambda item: -item[1]):
-        print(f"{agent:<12} ${usd:.6f}")
+    print(spend.report())
 
 
 if __name__ == "__main__":

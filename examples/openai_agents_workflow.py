@@ -12,37 +12,14 @@ stops only the researcher, and the writer goes on without it. Against the local 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 
 import agents
+from _spend import track_spend  # the examples' shared spend table
 from agents import Agent, Runner, handoff
 from agents.extensions import handoff_filters
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-
-import costwarden
-from costwarden import semconv as sc
 
 MODEL = "gpt-4o-mini"
 TOPICS = ["rivers", "glaciers", "deltas"]
-
-
-class SpendByAgent(SpanProcessor):
-    """Adds up the cost of every LLM call span by the agent it is attributed to."""
-
-    def __init__(self) -> None:
-        self.cost: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self.vetoed: dict[str, int] = defaultdict(int)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        attributes = span.attributes or {}
-        agent = str(attributes.get(sc.GEN_AI_AGENT_NAME, "(none)"))
-        if attributes.get(sc.COSTWARDEN_BUDGET_DECISION) == "veto":
-            self.vetoed[agent] += 1
-        elif sc.GEN_AI_USAGE_COST_AMOUNT in attributes:
-            self.calls[agent] += 1
-            self.cost[agent] += float(attributes[sc.GEN_AI_USAGE_COST_AMOUNT])  # type: ignore[arg-type]
 
 
 def newsroom() -> Agent[None]:
@@ -67,26 +44,9 @@ async def main() -> None:
         print(f"{topic}: {result.last_agent.name} wrote {len(str(result.final_output))} characters")
 
 
-def tracer_provider() -> TracerProvider:
-    """The SDK provider ``opentelemetry-instrument`` set up, or one set up here with costwarden."""
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        return provider
-    provider = TracerProvider()
-    trace.set_tracer_provider(provider)
-    costwarden.configure(tracer_provider=provider)
-    return provider
-
-
 if __name__ == "__main__":
-    spend = SpendByAgent()
-    tracer_provider().add_span_processor(spend)
+    spend = track_spend()
     # Traces go to your OpenTelemetry backend (through costwarden), not to OpenAI's trace viewer.
     agents.set_trace_processors([])
     asyncio.run(main())
-    print("spend by agent:")
-    for agent in sorted(spend.cost, key=spend.cost.__getitem__, reverse=True):
-        cost, calls, vetoed = spend.cost[agent], spend.calls[agent], spend.vetoed[agent]
-        print(f"  {agent:<12} ${cost:.6f}  {calls} calls  {vetoed} vetoed")
-    for agent in sorted(set(spend.vetoed) - set(spend.cost)):
-        print(f"  {agent:<12} $0.000000  0 calls  {spend.vetoed[agent]} vetoed")
+    print(spend.report())

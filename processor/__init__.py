@@ -7,6 +7,13 @@ sent. :func:`budget_status` reads each budget's state for ``costwarden status``.
 
 from costwarden.processor._alerts import AlertEvent
 from costwarden.processor._processor import BudgetSpanProcessor
-from costwarden.processor._status import BudgetStatus, budget_status, config_budget_status
+from costwarden.processor._status import BudgetStatus, Headroom, budget_status, config_budget_status
 
-__all__ = ["AlertEvent", "BudgetSpanProcessor", "BudgetStatus", "budget_status", "config_budget_status"]
+__all__ = [
+    "AlertEvent",
+    "BudgetSpanProcessor",
+    "BudgetStatus",
+    "Headroom",
+    "budget_status",
+    "config_budget_status",
+]

@@ -8,19 +8,21 @@ refusals and their messages :mod:`._decisions`; the shared state :mod:`._core`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span
 
 from costwarden import semconv as sc
+from costwarden._attribution import current_attribution
 from costwarden._errors import BudgetExceeded
 from costwarden._types import Admission, CallRequest
-from costwarden.config import BudgetConfig, ConfigError, CostwardenConfig, load_config
+from costwarden.config import ATTRIBUTION_FIELDS, BudgetConfig, ConfigError, CostwardenConfig, load_config
 from costwarden.processor._admission import Admitter
 from costwarden.processor._alerts import Alerts, resolve_hook
 from costwarden.processor._budgets import Budget
@@ -29,7 +31,13 @@ from costwarden.processor._foreign import SpanStart
 from costwarden.processor._metrics import Instruments
 from costwarden.processor._settlement import Settler
 from costwarden.processor._spans import attributes_of, is_genai
-from costwarden.processor._status import BudgetStatus, budget_status, spent_observations
+from costwarden.processor._status import (
+    BudgetStatus,
+    Headroom,
+    budget_status,
+    headroom,
+    spent_observations,
+)
 from costwarden.stores import open_store
 from costwarden.stores._base import BudgetStore, StoreUnavailable
 from costwarden.stores.memory import MemoryStore
@@ -92,6 +100,23 @@ class BudgetSpanProcessor(SpanProcessor):
     def status(self) -> list[BudgetStatus]:
         """Each budget's spent, limit, % used, period and reset time, read from the store."""
         return budget_status(self.budgets, self.store, self._core.now(), self._core.tz)
+
+    def headroom(
+        self, model: str, provider: str = "", attribution: Mapping[str, str] | None = None
+    ) -> list[Headroom]:
+        """What each vetoing budget that a call of ``model`` would count against still allows.
+
+        The call is attributed as it would be here: ``attribution`` (default: the attribution in
+        effect), completed by the agent or workflow span the current span belongs to. Reads the
+        store; raises :class:`~costwarden.stores.StoreUnavailable` when a shared store is down."""
+        fields = current_attribution() if attribution is None else attribution
+        own = tuple(fields.get(name) for name in ATTRIBUTION_FIELDS)
+        inherited = self._frames.get(trace.get_current_span().get_span_context().span_id)
+        if inherited is not None:
+            own = tuple(o if o is not None else i for o, i in zip(own, inherited, strict=True))
+        call = (*own, model, provider, active_guards.get())
+        plan = self._core.plan(call)
+        return headroom(plan.budgets, plan.keys, self.store)
 
     # -- span start --------------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:

@@ -11,10 +11,18 @@ from opentelemetry.metrics import Observation
 
 from costwarden import semconv as sc
 from costwarden.config import BudgetConfig, CostwardenConfig
+from costwarden.processor._budgets import Budget
 from costwarden.processor._periods import PeriodWindow, period_window
 from costwarden.stores._base import BudgetStore, CounterKey, CounterState
 
-__all__ = ["BudgetStatus", "budget_status", "config_budget_status", "spent_observations"]
+__all__ = [
+    "BudgetStatus",
+    "Headroom",
+    "budget_status",
+    "config_budget_status",
+    "headroom",
+    "spent_observations",
+]
 
 _UNITS = ("usd", "tokens", "calls")
 
@@ -43,6 +51,51 @@ class BudgetStatus:
         if not self.limit:
             return 100.0 if self.spent else 0.0
         return float(Decimal(self.spent) / Decimal(self.limit) * 100)
+
+
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """What one vetoing budget still allows the calls that count against one of its counters."""
+
+    budget: str
+    scope: dict[str, str]
+    usd: Decimal | None
+    """USD left before the limit (limit minus spent and reserved); None without a USD limit."""
+    tokens: int | None
+    calls: int | None
+
+    def refusal(self, usd: Decimal, tokens: int) -> str | None:
+        """Why a call reserving ``usd`` and ``tokens`` would be vetoed by this budget, or None."""
+        where = f"budget {self.budget!r}" + (
+            f" ({', '.join(f'{k}={v}' for k, v in self.scope.items())})" if self.scope else ""
+        )
+        if self.usd is not None and usd > self.usd:
+            return f"{where} has ${max(self.usd, Decimal(0)):.6f} left, the call is estimated at ${usd:.6f}"
+        if self.tokens is not None and tokens > self.tokens:
+            return f"{where} has {max(self.tokens, 0)} tokens left, the call may use {tokens}"
+        if self.calls is not None and self.calls < 1:
+            return f"{where} has no calls left"
+        return None
+
+
+def headroom(budgets: Sequence[Budget], keys: Sequence[CounterKey], store: BudgetStore) -> list[Headroom]:
+    """The headroom of each vetoing budget among ``budgets`` in its counter ``keys`` (same order)."""
+    vetoing = [(b, k) for b, k in zip(budgets, keys, strict=True) if b.limits is not None]
+    states = store.read([k for _, k in vetoing]) if vetoing else {}
+    rows = []
+    for budget, key in vetoing:
+        committed = states.get(key, CounterState()).committed
+        limits = budget.hard
+        rows.append(
+            Headroom(
+                budget=budget.name,
+                scope=dict(key.scope),
+                usd=None if limits.usd is None else limits.usd - committed.usd,
+                tokens=None if limits.tokens is None else limits.tokens - committed.tokens,
+                calls=None if limits.calls is None else limits.calls - committed.calls,
+            )
+        )
+    return rows
 
 
 def _limits(budget: BudgetConfig) -> list[tuple[str, Decimal | int]]:

@@ -1,4 +1,4 @@
-"""The google-genai, Bedrock and Cohere examples run against the local fake provider and print the
+"""The anthropic, google-genai, Bedrock and Cohere examples run against the local fake provider and print the
 spend of each agent."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
             {"BEDROCK_ENDPOINT_URL": "{url}", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"},
         ),
         ("cohere_agents.py", {"CO_API_URL": "{url}"}),
+        ("anthropic_agents.py", {"ANTHROPIC_BASE_URL": "{url}"}),
     ],
 )
 def test_example_prints_spend_per_agent(fake: Any, example: str, env: dict[str, str]) -> None:
@@ -37,7 +38,9 @@ def test_example_prints_spend_per_agent(fake: Any, example: str, env: dict[str, 
     )
 
     assert done.returncode == 0, done.stderr
-    lines = dict(line.split() for line in done.stdout.splitlines())
+    table = done.stdout.split("spend by agent:\n")[1]
+    lines = {agent: rest for agent, *rest in (line.split() for line in table.splitlines())}
     assert set(lines) == {"researcher", "writer"}, done.stdout
-    assert all(float(usd.lstrip("$")) > 0 for usd in lines.values()), done.stdout
+    assert all(float(rest[0].lstrip("$")) > 0 for rest in lines.values()), done.stdout
+    assert all(int(rest[1]) >= 1 and rest[2:] == ["calls", "0", "vetoed"] for rest in lines.values())
     assert len(fake.requests) >= 2

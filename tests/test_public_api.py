@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_costwarden_exports_the_contract():
     assert set(costwarden.__all__) == {
         "BudgetExceeded",
+        "NoModelFits",
+        "Route",
         "attribute",
+        "cheapest",
         "configure",
         "current_attribution",
         "guard",
