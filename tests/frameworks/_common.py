@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -94,3 +98,51 @@ def check_counted_once(spans: list[ReadableSpan], fake: Any) -> None:
     assert len(calls) == len(fake.requests), ([c.name for c in calls], len(fake.requests))
     costed = [c for c in calls if attr(c, sc.GEN_AI_USAGE_COST_AMOUNT) is not None]
     assert len(costed) == len(calls)
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BIN = Path(sys.executable).parent
+
+
+def run_example(
+    example: str,
+    tmp_path: Path,
+    base_url: str,
+    config: str = "",
+    *,
+    instrument: bool = True,
+    disable: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<example>`` against the fake provider at ``base_url``, under
+    ``opentelemetry-instrument`` (or as a plain script), with ``config`` as its ./costwarden.yaml.
+    ``disable``: costwarden instrumentations not to load (other frameworks of the environment)."""
+    (tmp_path / "costwarden.yaml").write_text(config)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "OPENAI_"))},
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": "test-key",
+        "COSTWARDEN_LEDGER": str(tmp_path / "ledger.db"),
+        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(disable),
+    }
+    command = [sys.executable, str(EXAMPLES / example)]
+    if instrument:
+        command.insert(0, str(BIN / "opentelemetry-instrument"))
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def spend_table(stdout: str) -> dict[str, tuple[int, int]]:
+    """The examples' closing table (``examples/_spend.py``): agent -> (calls, vetoed); each agent's
+    spend must be positive exactly when it made calls."""
+    assert "spend by agent:" in stdout, stdout
+    rows = {}
+    for line in stdout.split("spend by agent:\n", 1)[1].splitlines():
+        agent, usd, calls, _, vetoed, _ = line.split()
+        rows[agent] = (int(calls), int(vetoed))
+        assert (float(usd.lstrip("$")) > 0) == (int(calls) > 0), stdout
+    return rows

@@ -6,9 +6,6 @@ Runs in the ``ag2-classic`` environment of scripts/test-sdk-versions.sh (ag2 0.x
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +25,11 @@ from tests.frameworks._common import (  # noqa: E402
     check_per_agent_totals,
     llm_calls,
     op,
+    run_example,
+    spend_table,
 )
 
 MODEL = "gpt-4o-mini"
-BIN = Path(sys.executable).parent
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
@@ -171,37 +168,16 @@ def test_turn_limit_per_conversation(instrumented: Any, fake: Any) -> None:
 
 @pytest.mark.e2e
 def test_example_under_opentelemetry_instrument(tmp_path: Path, fake: Any) -> None:
-    (tmp_path / "costwarden.yaml").write_text(
-        "budgets:\n  - name: turns\n    per: [run_id]\n    limit_calls: 2\n"
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "OPENAI_"))},
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENAI_API_KEY": "test-key",
-        "COSTWARDEN_LEDGER": str(tmp_path / "ledger.db"),
-        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
+    result = run_example(
+        "ag2_workflow.py",
+        tmp_path,
+        fake.openai_base_url,
+        "budgets:\n  - name: turns\n    per: [run_id]\n    limit_calls: 2\n",
         # importing the other frameworks of this environment (crewai ...) only costs time here
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "costwarden_crewai,costwarden_autogen_agentchat",
-    }
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, str(EXAMPLES / "ag2_workflow.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        disable=("costwarden_crewai", "costwarden_autogen_agentchat"),
     )
 
-    assert result.returncode == 0, result.stderr
     assert result.stdout.count("stopped by budget 'turns'") == 3, result.stdout
-    lines = {
-        line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  ")
-    }
     # round robin: researcher and writer speak, the critic's turn is the third call of the run: vetoed
-    assert lines["researcher"][1:] == ["3", "calls", "0", "vetoed"], result.stdout
-    assert lines["writer"][1:] == ["3", "calls", "0", "vetoed"], result.stdout
-    assert lines["critic"][1:] == ["0", "calls", "3", "vetoed"], result.stdout
+    assert spend_table(result.stdout) == {"researcher": (3, 0), "writer": (3, 0), "critic": (0, 3)}
     assert len(fake.requests) == 6

@@ -7,9 +7,6 @@ The classic ``autogen`` API of ag2 0.x is tests/frameworks/test_ag2.py (another 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -37,10 +34,10 @@ from tests.frameworks._common import (
     llm_calls,
     op,
     published_cost,
+    run_example,
+    spend_table,
 )
 
-BIN = Path(sys.executable).parent
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 AG2_TRACER = "opentelemetry.instrumentation.ag2"
 ALL_CALLS = {"name": "all-calls", "limit_usd": 1000}
 
@@ -295,34 +292,14 @@ async def test_a_broken_agent_span_does_not_reach_the_app(
 
 @pytest.mark.e2e
 def test_example_under_opentelemetry_instrument(tmp_path: Path, fake: Any) -> None:
-    (tmp_path / "costwarden.yaml").write_text(
-        "budgets:\n  - name: checker-calls\n    match: {agent: fact_checker}\n    limit_calls: 1\n"
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "OPENAI_"))},
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENAI_API_KEY": "test-key",
-        "COSTWARDEN_LEDGER": str(tmp_path / "ledger.db"),
-        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-    }
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, str(EXAMPLES / "ag2_v1_workflow.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_example(
+        "ag2_v1_workflow.py",
+        tmp_path,
+        fake.openai_base_url,
+        "budgets:\n  - name: checker-calls\n    match: {agent: fact_checker}\n    limit_calls: 1\n",
     )
 
-    assert result.returncode == 0, result.stderr
-    lines = {
-        line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  ")
-    }
     # three briefs: the editor and the researcher twice each, the fact checker once, then vetoed twice
-    assert lines["editor"][1:] == ["6", "calls", "0", "vetoed"], result.stdout
-    assert lines["researcher"][1:] == ["6", "calls", "0", "vetoed"], result.stdout
-    assert lines["fact_checker"][1:] == ["1", "calls", "2", "vetoed"], result.stdout
+    rows = spend_table(result.stdout)
+    assert rows == {"editor": (6, 0), "researcher": (6, 0), "fact_checker": (1, 2)}, result.stdout
     assert len(fake.requests) == 13

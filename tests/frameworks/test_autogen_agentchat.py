@@ -35,6 +35,8 @@ from tests.frameworks._common import (
     check_per_agent_totals,
     llm_calls,
     op,
+    run_example,
+    spend_table,
 )
 
 MODEL = "gpt-4o-mini"
@@ -153,3 +155,19 @@ async def test_agent_budget_vetoes_only_that_agent(instrumented: Any, fake: Any)
     assert len(fake.requests) == len(calls) - 1  # the vetoed call sent nothing
     assert type(caught.value) is RuntimeError, type(caught.value)  # how AgentChat reports an agent error
     assert "BudgetExceeded" in str(caught.value)
+
+
+@pytest.mark.e2e
+def test_example_under_opentelemetry_instrument(tmp_path: Any, fake: Any) -> None:
+    config = "budgets:\n  - name: critic-calls\n    match: {agent: critic}\n    limit_calls: 1\n"
+    result = run_example(
+        "autogen_agentchat_team.py",
+        tmp_path,
+        fake.openai_base_url,
+        config,
+        disable=("costwarden_crewai", "costwarden_ag2"),
+    )
+
+    assert result.stdout.count("stopped by a budget: BudgetExceeded: ") == 2, result.stdout
+    assert result.stdout.count("budget 'critic-calls'") == 2, result.stdout
+    assert spend_table(result.stdout) == {"researcher": (3, 0), "writer": (3, 0), "critic": (1, 2)}

@@ -30,6 +30,8 @@ from tests.frameworks._common import (  # noqa: E402
     check_per_agent_totals,
     llm_calls,
     op,
+    run_example,
+    spend_table,
 )
 
 MODEL = "gpt-4o-mini"
@@ -117,3 +119,18 @@ def test_agent_budget_vetoes_only_that_agent(instrumented: Any, fake: Any) -> No
     writer = [c for c in calls if attr(c, sc.GEN_AI_AGENT_NAME) == "writer"]
     assert len(writer) == 3
     assert len(fake.requests) == len(calls) - len(writer)  # vetoed calls sent nothing
+
+
+@pytest.mark.e2e
+def test_example_under_opentelemetry_instrument(tmp_path: Any, fake: Any) -> None:
+    config = "budgets:\n  - name: writer-calls\n    match: {agent: writer}\n    limit_calls: 1\n"
+    result = run_example(
+        "crewai_crew.py",
+        tmp_path,
+        fake.openai_base_url,
+        config,
+        disable=("costwarden_ag2", "costwarden_autogen_agentchat"),
+    )
+
+    assert result.stdout.count("stopped by budget 'writer-calls'") == 2, result.stdout
+    assert spend_table(result.stdout) == {"researcher": (3, 0), "writer": (1, 2)}

@@ -28,6 +28,8 @@ from tests.frameworks._common import (
     check_per_agent_totals,
     llm_calls,
     op,
+    run_example,
+    spend_table,
 )
 
 
@@ -167,3 +169,13 @@ async def test_each_run_is_its_own_run_and_subgraphs_share_it(instrumented: Any,
     assert {attr(c, sc.GEN_AI_WORKFLOW_NAME) for c in calls[6:]} == {"briefing"}
     # inside the subgraph a call belongs to its own node, not to the outer "desk" node
     assert [attr(c, sc.GEN_AI_AGENT_NAME) for c in calls[:3]] == ["researcher", "writer", "critic"]
+
+
+@pytest.mark.e2e
+def test_example_under_opentelemetry_instrument(tmp_path: Any, fake: Any) -> None:
+    config = "budgets:\n  - name: critic-calls\n    match: {agent: critic}\n    limit_calls: 1\n"
+    result = run_example("langgraph_agents.py", tmp_path, fake.openai_base_url, config)
+
+    assert result.stdout.count("stopped by budget 'critic-calls'") == 2, result.stdout
+    assert spend_table(result.stdout) == {"researcher": (3, 0), "writer": (3, 0), "critic": (1, 2)}
+    assert len(fake.requests) == 7

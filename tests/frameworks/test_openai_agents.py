@@ -5,9 +5,6 @@ nests), and every model call is attributed, priced, counted once and budgeted pe
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,11 +28,11 @@ from tests.frameworks._common import (  # noqa: E402
     check_per_agent_totals,
     llm_calls,
     op,
+    run_example,
+    spend_table,
 )
 
 MODEL = "gpt-4o-mini"
-BIN = Path(sys.executable).parent
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
@@ -219,34 +216,10 @@ async def test_replacing_the_sdks_processors_keeps_costwardens(instrumented: Any
 
 @pytest.mark.e2e
 def test_example_under_opentelemetry_instrument(tmp_path: Path, fake: Any) -> None:
-    (tmp_path / "costwarden.yaml").write_text(
-        "budgets:\n  - name: researcher-calls\n    match: {agent: researcher}\n    limit_calls: 1\n"
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "OPENAI_"))},
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENAI_API_KEY": "test-key",
-        "COSTWARDEN_LEDGER": str(tmp_path / "ledger.db"),
-        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-    }
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, str(EXAMPLES / "openai_agents_workflow.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    config = "budgets:\n  - name: researcher-calls\n    match: {agent: researcher}\n    limit_calls: 1\n"
+    result = run_example("openai_agents_workflow.py", tmp_path, fake.openai_base_url, config)
 
-    assert result.returncode == 0, result.stderr
-    lines = {
-        line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  ")
-    }
     # three briefs: triage and the writer every time, the researcher once, then vetoed twice
-    assert lines["triage"][1:] == ["3", "calls", "0", "vetoed"], result.stdout
-    assert lines["writer"][1:] == ["6", "calls", "0", "vetoed"], result.stdout
-    assert lines["researcher"][1:] == ["1", "calls", "2", "vetoed"], result.stdout
+    rows = spend_table(result.stdout)
+    assert rows == {"triage": (3, 0), "writer": (6, 0), "researcher": (1, 2)}, result.stdout
     assert len(fake.requests) == 10

@@ -30,6 +30,8 @@ from tests.frameworks._common import (
     check_per_agent_totals,
     op,
     published_cost,
+    run_example,
+    spend_table,
 )
 
 
@@ -177,3 +179,22 @@ async def test_uninstrument(instrumented: Any, fake: Any) -> None:
     await Agent(OpenAIChatModel("gpt-4o-mini", provider=provider), name="writer").run("one")
 
     assert [op(s) for s in telemetry.spans()] == ["chat"]
+
+
+@pytest.mark.e2e
+def test_routing_example(tmp_path: Any, fake: Any) -> None:
+    result = run_example("pydantic_ai_agents.py", tmp_path, fake.openai_base_url, instrument=False)
+
+    routes = [line.split() for line in result.stdout.splitlines() if " -> " in line]
+    assert [(agent, model) for agent, _, model, *_ in routes] == [
+        ("editor", "gpt-4o-mini"),
+        ("researcher", "gpt-4.1-mini"),
+        ("editor", "gpt-4o-mini"),
+        ("researcher", "gpt-4.1-mini"),
+        ("editor", "gpt-4o-mini"),
+        ("researcher", "gpt-4o"),  # the cheap reasoning model's quota is spent
+        ("editor", "gpt-4o-mini"),
+    ]
+    assert "researcher: no model fits" in result.stdout  # then the researcher's budget is
+    assert spend_table(result.stdout) == {"editor": (8, 0), "researcher": (3, 0)}
+    assert [r.model for r in fake.requests].count("gpt-4o") == 1
