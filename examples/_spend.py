@@ -10,6 +10,7 @@ Each example calls :func:`track_spend` first and ``print(spend.report())`` at th
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -50,7 +51,7 @@ class SpendByAgent(SpanProcessor):
         return "\n".join(lines)
 
 
-def track_spend(config: Mapping[str, Any] | None = None) -> SpendByAgent:
+def track_spend(config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> SpendByAgent:
     """Set costwarden up (unless ``opentelemetry-instrument`` already did) and tally the spend.
 
     Under ``opentelemetry-instrument`` the SDK tracer provider and costwarden are already installed

@@ -1,11 +1,10 @@
 """Two PydanticAI agents, an editor whose ``research`` tool delegates to a researcher, each run on the
 cheapest model that fits (``costwarden.cheapest``), with the spend per agent at the end.
 
-    python examples/pydantic_ai_agents.py                            # sets costwarden up itself
-    COSTWARDEN_CONFIG=... opentelemetry-instrument python examples/pydantic_ai_agents.py
+    python examples/pydantic_ai_agents.py     # sets costwarden up itself, from examples/routing.yaml
+    COSTWARDEN_CONFIG=examples/routing.yaml opentelemetry-instrument python examples/pydantic_ai_agents.py
 
-Run as a plain script it uses the configuration below (capabilities for routing, a per-agent budget);
-under ``opentelemetry-instrument`` give it the same through ``COSTWARDEN_CONFIG``. The researcher needs
+``examples/routing.yaml`` declares the models' capabilities and the budgets. The researcher needs
 ``reasoning``: its cheap reasoning model has a quota of two runs, then the router moves it to the next
 model, until its budget is spent and the editor writes without research. Against the local fake
 provider: ``python -m costwarden.testing --port 8321`` and ``OPENAI_BASE_URL=http://127.0.0.1:8321/v1``.
@@ -14,6 +13,7 @@ provider: ``python -m costwarden.testing --port 8321`` and ``OPENAI_BASE_URL=htt
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from _spend import track_spend  # the examples' shared spend table
 from pydantic_ai import Agent, RunContext
@@ -22,18 +22,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 
 import costwarden
 
-CONFIG = {
-    "ledger": {"enabled": False},
-    "models": {
-        "gpt-4o-mini": {"capabilities": ["tools"]},
-        "gpt-4.1-mini": {"capabilities": ["tools", "reasoning"]},
-        "gpt-4o": {"capabilities": ["tools", "reasoning"]},
-    },
-    "budgets": [
-        {"name": "per-agent", "per": ["agent"], "limit_usd": 0.0013},
-        {"name": "gpt-4.1-mini-quota", "match": {"model": "gpt-4.1-mini"}, "limit_calls": 2},
-    ],
-}
+CONFIG = Path(__file__).with_name("routing.yaml")  # models and budgets
 CANDIDATES = ["gpt-4o", "gpt-4.1-mini", "gpt-4o-mini"]
 TOPICS = ["rivers", "glaciers", "deltas", "estuaries"]
 provider = OpenAIProvider()  # base URL and key from OPENAI_BASE_URL / OPENAI_API_KEY

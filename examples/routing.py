@@ -3,7 +3,9 @@ agent's budget still allows, through the openai SDK, with the spend per agent at
 
     OPENAI_BASE_URL=http://127.0.0.1:8321/v1 OPENAI_API_KEY=test python examples/routing.py   # the fake
     OPENAI_API_KEY=... python examples/routing.py                                              # the real API
+    COSTWARDEN_CONFIG=examples/routing.yaml opentelemetry-instrument python examples/routing.py
 
+``examples/routing.yaml`` declares the models' capabilities and the budgets.
 Run the fake with ``python -m costwarden.testing --port 8321``. The researcher may use the cheap model for
 look-ups but needs ``reasoning`` for analysis; its budget runs low, and the router moves it to the
 cheapest model it can still afford until nothing fits and the coordinator skips the task; the
@@ -12,23 +14,14 @@ cheap reasoning model has a quota of two calls, after which the router moves to 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openai
 from _spend import track_spend  # the examples' shared spend table
 
 import costwarden
 
-CONFIG = {
-    "ledger": {"enabled": False},
-    "models": {
-        "gpt-4o-mini": {"capabilities": ["tools"]},
-        "gpt-4.1-mini": {"capabilities": ["tools", "reasoning"]},
-        "gpt-4o": {"capabilities": ["tools", "reasoning"]},
-    },
-    "budgets": [
-        {"name": "per-agent", "per": ["agent"], "limit_usd": 0.0013},
-        {"name": "gpt-4.1-mini-quota", "match": {"model": "gpt-4.1-mini"}, "limit_calls": 2},
-    ],
-}
+CONFIG = Path(__file__).with_name("routing.yaml")  # models and budgets
 CANDIDATES = ["gpt-4o", "gpt-4.1-mini", "gpt-4o-mini"]
 TASKS = [
     ("researcher", "look-up", None, "List five rivers of Portugal."),

@@ -237,12 +237,22 @@ def test_route_is_part_of_the_public_api():
     assert issubclass(costwarden.NoModelFits, LookupError)
 
 
-def test_routing_example_moves_down_the_price_list_as_budgets_run_out(fake):
+@pytest.mark.parametrize("instrument", [False, True], ids=["script", "opentelemetry-instrument"])
+def test_routing_example_moves_down_the_price_list_as_budgets_run_out(fake, tmp_path, instrument):
     example = Path(__file__).resolve().parent.parent / "examples" / "routing.py"
-    env = {**os.environ, "OPENAI_BASE_URL": fake.openai_base_url, "OPENAI_API_KEY": "test"}
-    done = subprocess.run(
-        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=120
-    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "OPENAI_"))},
+        "OPENAI_BASE_URL": fake.openai_base_url,
+        "OPENAI_API_KEY": "test",
+        "COSTWARDEN_CONFIG": str(example.with_name("routing.yaml")),
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    command = [sys.executable, str(example)]
+    if instrument:
+        command.insert(0, str(Path(sys.executable).parent / "opentelemetry-instrument"))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
     assert done.returncode == 0, done.stderr
     routed = [line.split()[:4] for line in done.stdout.splitlines() if " -> " in line]
