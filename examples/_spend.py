@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 import costwarden
 from costwarden import semconv as sc
 
-__all__ = ["SpendByAgent", "track_spend"]
+__all__ = ["SpendByAgent", "for_each_topic", "track_spend"]
 
 
 class SpendByAgent(SpanProcessor):
@@ -66,3 +66,13 @@ def track_spend(config: str | os.PathLike[str] | Mapping[str, Any] | None = None
     spend = SpendByAgent()
     provider.add_span_processor(spend)
     return spend
+
+
+def for_each_topic(topics: Iterable[str], write: Callable[[str], str]) -> None:
+    """Run the workflow ``write`` once per topic and print what it returned, or the budget that
+    vetoed one of its calls (``costwarden.BudgetExceeded`` ends that run; the next topic goes on)."""
+    for topic in topics:
+        try:
+            print(f"{topic}: {write(topic)}")
+        except costwarden.BudgetExceeded as exc:
+            print(f"{topic}: stopped by budget {exc.budget!r}")

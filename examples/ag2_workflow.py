@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 
 import autogen
-from _spend import track_spend  # the examples' shared spend table
-
-import costwarden
+from _spend import for_each_topic, track_spend  # the examples' shared spend table
 
 MODEL = "gpt-4o-mini"
 TOPICS = ["rivers", "glaciers", "deltas"]
@@ -39,17 +37,13 @@ def newsroom() -> tuple[autogen.UserProxyAgent, autogen.GroupChatManager]:
     return user, autogen.GroupChatManager(chat, name="newsroom", llm_config=config)
 
 
-def main() -> None:
-    for topic in TOPICS:
-        user, manager = newsroom()
-        try:
-            user.initiate_chat(manager, message=f"Write a brief on {topic}.", silent=True)
-            print(f"{topic}: done")
-        except costwarden.BudgetExceeded as exc:
-            print(f"{topic}: stopped by budget {exc.budget!r}")
+def write_brief(topic: str) -> str:
+    user, manager = newsroom()
+    user.initiate_chat(manager, message=f"Write a brief on {topic}.", silent=True)
+    return "done"
 
 
 if __name__ == "__main__":
     spend = track_spend()
-    main()
+    for_each_topic(TOPICS, write_brief)
     print(spend.report())

@@ -19,9 +19,7 @@ os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 
 import crewai
-from _spend import track_spend  # the examples' shared spend table
-
-import costwarden
+from _spend import for_each_topic, track_spend  # the examples' shared spend table
 
 TOPICS = ["rivers", "glaciers", "deltas"]
 
@@ -42,16 +40,12 @@ def newsroom() -> crewai.Crew:
     return crewai.Crew(name="newsroom", agents=[researcher, writer], tasks=tasks)
 
 
-def main() -> None:
-    for topic in TOPICS:
-        try:
-            newsroom().kickoff(inputs={"topic": topic})
-            print(f"{topic}: done")
-        except costwarden.BudgetExceeded as exc:
-            print(f"{topic}: stopped by budget {exc.budget!r}")
+def write_brief(topic: str) -> str:
+    newsroom().kickoff(inputs={"topic": topic})
+    return "done"
 
 
 if __name__ == "__main__":
     spend = track_spend()
-    main()
+    for_each_topic(TOPICS, write_brief)
     print(spend.report())

@@ -15,11 +15,9 @@ from __future__ import annotations
 import os
 from typing import TypedDict
 
-from _spend import track_spend  # the examples' shared spend table
+from _spend import for_each_topic, track_spend  # the examples' shared spend table
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
-
-import costwarden
 
 TOPICS = ["rivers", "glaciers", "deltas"]
 
@@ -58,17 +56,13 @@ def newsroom():  # type: ignore[no-untyped-def]
     return graph.compile(name="newsroom")
 
 
-def main() -> None:
-    graph = newsroom()
-    for topic in TOPICS:
-        try:
-            brief = graph.invoke({"topic": topic})
-            print(f"{topic}: reviewed brief of {len(brief['draft'])} characters")
-        except costwarden.BudgetExceeded as exc:
-            print(f"{topic}: stopped by budget {exc.budget!r}")
+def write_brief(topic: str) -> str:
+    brief = graph.invoke({"topic": topic})
+    return f"reviewed brief of {len(brief['draft'])} characters"
 
 
 if __name__ == "__main__":
     spend = track_spend()
-    main()
+    graph = newsroom()
+    for_each_topic(TOPICS, write_brief)
     print(spend.report())
