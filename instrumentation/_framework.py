@@ -47,7 +47,9 @@ ScopeReader = Callable[[Any, tuple[Any, ...], dict[str, Any]], Mapping[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class ScopeHook:
-    """One framework method that runs inside an agent or workflow span."""
+    """One framework method (or module-level function, with ``cls=""``) that runs inside an agent or
+    workflow span. Sync and async functions, and sync and async generators, are all wrapped: a
+    generator's span covers its whole iteration, and only its own steps run in the span's context."""
 
     module: str
     cls: str
@@ -111,8 +113,10 @@ def run_identity(default_workflow: str) -> tuple[str, str]:
 
 
 def _owner(hook: Hook) -> Any:
+    """The class the hook's method is on, or its module for a module-level function."""
     try:
-        return getattr(importlib.import_module(hook.module), hook.cls)
+        module = importlib.import_module(hook.module)
+        return getattr(module, hook.cls) if hook.cls else module
     except (ImportError, AttributeError):
         return None
 
@@ -135,6 +139,8 @@ def wrap_hooks(hooks: Iterable[Hook], tracer: trace.Tracer) -> list[Hook]:
             wrapper = _context_wrapper(hook)
         elif inspect.isasyncgenfunction(inspect.unwrap(method)):
             wrapper = _async_gen_wrapper(tracer, hook)
+        elif inspect.isgeneratorfunction(inspect.unwrap(method)):
+            wrapper = _gen_wrapper(tracer, hook)
         else:
             wrapper = (_async_wrapper if _is_async(method) else _sync_wrapper)(tracer, hook)
         wrapt.wrap_function_wrapper(owner, hook.method, wrapper)
@@ -235,12 +241,52 @@ def _async_gen_wrapper(tracer: trace.Tracer, hook: ScopeHook) -> Callable[..., A
     return wrapper
 
 
+def _gen_wrapper(tracer: trace.Tracer, hook: ScopeHook) -> Callable[..., Any]:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        scope = _read(hook, instance, args, kwargs)
+        if scope is None:
+            return wrapped(*args, **kwargs)
+        return _scoped_gen(tracer, scope, wrapped(*args, **kwargs))
+
+    return wrapper
+
+
+def _scoped_gen(tracer: trace.Tracer, spec: Mapping[str, Any], gen: Any) -> Iterator[Any]:
+    """:func:`_scoped_async_gen` for a sync generator: each step runs in the scope's own context."""
+    holder = contextvars.copy_context()
+    scope: AgentScope = holder.run(lambda: _entered(tracer, spec))
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                item = holder.run(next, gen)
+            except StopIteration:
+                return
+            yield item
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            holder.run(gen.close)
+        finally:
+            holder.run(scope.exit, error)
+
+
+def _entered(tracer: trace.Tracer, spec: Mapping[str, Any]) -> AgentScope:
+    return AgentScope(tracer, **spec).enter()
+
+
 async def _scoped_async_gen(tracer: trace.Tracer, spec: Mapping[str, Any], agen: Any) -> AsyncIterator[Any]:
     """Runs each step of ``agen`` inside the scope, not the consumer's code between items: the scope's
     context lives in a context of its own, attached around each step (and so inherited by tasks the
     generator starts)."""
     holder = contextvars.copy_context()
-    scope: AgentScope = holder.run(lambda: AgentScope(tracer, **spec).enter())
+    scope: AgentScope = holder.run(lambda: _entered(tracer, spec))
     ctx = holder.run(otel_context.get_current)
     error: BaseException | None = None
     try:
