@@ -2,7 +2,9 @@
 
 Routes: ``POST /model/{model}/converse``, ``/converse-stream``, ``/invoke`` and
 ``/invoke-with-response-stream``. Streams use AWS's binary event-stream framing (prelude with total and
-header lengths, its CRC32, typed headers, payload, message CRC32), which botocore parses.
+header lengths, its CRC32, typed headers, payload, message CRC32), which botocore parses. The anthropic
+SDK's ``AnthropicBedrock`` clients use the InvokeModel routes too. An Anthropic body must carry an
+``anthropic_version`` from ``ANTHROPIC_VERSIONS``; a missing or unknown one is a 400 ValidationException.
 
 Usage is deterministic, with ``count_tokens`` from ``_tokens``:
 
@@ -162,8 +164,7 @@ def invoke(req: Request) -> JsonResponse | SseResponse:
         (f for f in ("anthropic", "meta") if f".{f}." in f".{model}"), None
     )  # us.anthropic.claude...
     if family == "anthropic":
-        if req.body.get("anthropic_version") != "bedrock-2023-05-31":
-            raise HttpError(400, "anthropic_version: bedrock-2023-05-31 is required")
+        _check_anthropic_version(req.body.get("anthropic_version"))
         prompt = count_tokens(_text(req.body.get("system")) + _text(req.body.get("messages")))
         words, capped = _output(req, req.body.get("max_tokens"))
         chunks = _anthropic_chunks(model, prompt, words, capped) if stream else None
@@ -188,6 +189,24 @@ def invoke(req: Request) -> JsonResponse | SseResponse:
         "x-amzn-bedrock-output-token-count": str(len(words)),
     }
     return JsonResponse(body, headers=headers, usage=usage)
+
+
+# Bedrock's documented Messages version, and the one the anthropic SDK's ``AnthropicBedrock`` sends from
+# 2.0 on (its ``ANTHROPIC_API_VERSION``, set in the body when the app gives none).
+ANTHROPIC_VERSIONS = ("bedrock-2023-05-31", "2026-10-21")
+
+
+def _check_anthropic_version(version: Any) -> None:
+    """400 for an Anthropic body without a known ``anthropic_version``, worded as Bedrock words it."""
+    if version is None:
+        raise HttpError(
+            400,
+            "Malformed input request: #: required key [anthropic_version] not found, "
+            "please reformat your input and try again.",
+        )
+    if version not in ANTHROPIC_VERSIONS:
+        accepted = ", ".join(ANTHROPIC_VERSIONS)
+        raise HttpError(400, f"Invalid API version: {version} (accepted: {accepted})")
 
 
 def _anthropic_body(model: str, prompt: int, words: list[str], capped: bool) -> dict[str, Any]:
