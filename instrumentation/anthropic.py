@@ -196,9 +196,19 @@ STREAM = _Messages(stream_helper=True)
 ASYNC_STREAM = _Messages(stream_helper=True, async_stream_manager=True)
 
 
+# The packages, not their ``messages`` submodules: in the oldest supported SDKs (0.40)
+# ``anthropic.resources.messages`` is a module. Only the SDKs of the prompt-caching beta (0.40 among
+# them) have ``beta.prompt_caching.messages``; the table skips what a version lacks.
+_MESSAGES_MODULES = (
+    "anthropic.resources.messages",
+    "anthropic.resources.beta.messages",
+    "anthropic.resources.beta.prompt_caching",
+)
+
+
 def _targets() -> list[WrapTarget]:
     targets = []
-    for module in ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages"):
+    for module in _MESSAGES_MODULES:
         targets += [
             WrapTarget(module, "Messages", "create", CREATE),
             WrapTarget(module, "Messages", "parse", CREATE),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import os
 import sqlite3
 import subprocess
@@ -50,6 +51,11 @@ def reported(usage: dict[str, Any]) -> tuple[int, int]:
     """(costwarden input tokens, output tokens) for a usage block the fake sent."""
     total_in = usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]
     return total_in, usage["output_tokens"]
+
+
+def count_tokens(client: Any) -> Any:
+    """``messages.count_tokens``, or the beta's in the SDKs where it is beta only (0.40)."""
+    return getattr(client.messages, "count_tokens", None) or client.beta.messages.count_tokens
 
 
 def error_without_costwarden(action: Any) -> type[BaseException]:
@@ -257,6 +263,10 @@ def test_prompt_cache_writes_then_reads_priced_as_published(telemetry, fake, cli
     assert second.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] < first.attributes[sc.GEN_AI_USAGE_COST_AMOUNT]
 
 
+@pytest.mark.skipif(
+    "thinking" not in inspect.signature(anthropic.resources.messages.Messages.create).parameters,
+    reason=f"anthropic {anthropic.__version__} has no extended thinking (no `thinking` parameter)",
+)
 @pytest.mark.parametrize("stream", [False, True])
 def test_extended_thinking_is_output(telemetry, fake, client, stream):
     create(client, None, "sync", stream, max_tokens=64, thinking={"type": "enabled", "budget_tokens": 10})
@@ -336,10 +346,10 @@ def test_count_tokens_makes_no_span_and_spends_no_budget(budgets, fake, client, 
     kwargs = {"model": "claude-sonnet-4-5", "messages": MESSAGES}
 
     async def count_async() -> list[Any]:
-        return [await aclient.messages.count_tokens(**kwargs) for _ in range(3)]
+        return [await count_tokens(aclient)(**kwargs) for _ in range(3)]
 
     if mode == "sync":
-        counted = [client.messages.count_tokens(**kwargs) for _ in range(3)]
+        counted = [count_tokens(client)(**kwargs) for _ in range(3)]
     else:
         counted = asyncio.run(count_async())
 
@@ -359,15 +369,34 @@ def test_with_raw_response(telemetry, fake, client):
     assert telemetry.one_span().attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == message.usage.output_tokens
 
 
-def test_beta_messages_and_parse(telemetry, fake, client):
-    client.beta.messages.create(model="claude-sonnet-4-5", max_tokens=30, messages=MESSAGES)
-    with client.beta.messages.stream(model="claude-sonnet-4-5", max_tokens=30, messages=MESSAGES) as stream:
-        stream.until_done()
-    client.messages.parse(model="claude-sonnet-4-5", max_tokens=30, messages=MESSAGES)
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "beta.messages.create",
+        "beta.messages.stream",
+        "messages.parse",
+        "beta.prompt_caching.messages.create",  # only the SDKs of the prompt-caching beta (0.40)
+        "beta.prompt_caching.messages.stream",
+    ],
+)
+def test_other_messages_entry_points(telemetry, fake, client, entry):
+    path, name = entry.rsplit(".", 1)
+    resource = client
+    for attr in path.split("."):
+        resource = getattr(resource, attr, None)
+    method = getattr(resource, name, None)
+    if method is None:
+        pytest.skip(f"anthropic {anthropic.__version__} has no client.{entry}")
+    kwargs = {"model": "claude-sonnet-4-5", "max_tokens": 30, "messages": MESSAGES}
+    if name == "stream":
+        with method(**kwargs) as stream:
+            stream.until_done()
+    else:
+        method(**kwargs)
 
     spans = telemetry.llm_spans()
-    assert len(spans) == len(fake.requests) == 3
-    assert all(s.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] > 0 for s in spans)
+    assert len(spans) == len(fake.requests) == 1
+    assert spans[0].attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -402,7 +431,9 @@ with costwarden.attribute(agent="planner", run_id="run-7"):
         async with aclient.messages.stream(model="claude-sonnet-4-5", max_tokens=30, messages=messages) as s:
             await s.until_done()
     asyncio.run(go())
-    client.messages.count_tokens(model="claude-sonnet-4-5", messages=messages)
+    (getattr(client.messages, "count_tokens", None) or client.beta.messages.count_tokens)(
+        model="claude-sonnet-4-5", messages=messages
+    )
     for _ in range(3):
         try:
             client.messages.create(model="claude-sonnet-4-5", max_tokens=30, messages=messages)
