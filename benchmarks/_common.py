@@ -26,6 +26,9 @@ SYSTEM = make_text(150, seed=1)
 USER = make_text(1025, seed=2)
 MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}]
 PROMPT_BYTES = len(SYSTEM.encode()) + len(USER.encode())
+# The same prompt for the anthropic SDK, whose system prompt is a parameter of its own.
+ANTHROPIC_MODEL = "claude-sonnet-4-5"
+ANTHROPIC_MESSAGES = [{"role": "user", "content": USER}]
 
 # Every name a span may carry output tokens under (current semconv, older semconv, OpenLLMetry's own).
 OUTPUT_TOKEN_KEYS = (

@@ -1,7 +1,8 @@
-"""Per-call overhead of costwarden next to the bare openai SDK and the best-known peers, in one run.
+"""Per-call overhead of costwarden next to the bare openai and anthropic SDKs and the best-known peers.
 
     benchmarks/run-overhead.sh            # makes .venvs/bench with the peers, then runs this
-    python benchmarks/overhead.py [--batches 40] [--batch-size 50] [--calls 100000] [--pin]
+    python benchmarks/overhead.py [--sdk openai anthropic] [--batches 40] [--batch-size 50]
+                                  [--calls 100000] [--pin]
 
 Every configuration calls the same local fake provider (``python -m costwarden.testing``, its own
 process on its own core) with the same openai SDK: non-streaming chat completions with a ~4.7 KB
@@ -14,6 +15,12 @@ the bare SDK, and the client process's CPU time per call (steadier on a busy mac
 
 The "exact usage on a stream" column: one ``stream=True`` call without ``stream_options`` (the app did
 not ask for usage); does the configuration's span carry the output-token count the server produced?
+
+``--sdk anthropic`` (run by default after openai): the same measurement with the anthropic SDK's
+``messages.create`` (same prompt, the system prompt as its own parameter), in two tables: plain calls,
+and streamed calls (``stream=True``, read to the end; the floor passes streams through, so it is left
+out there). Its stream column: does the span carry the output tokens of a streamed call? Each SDK's
+ratios are against that SDK's bare configuration, measured in the same run.
 
 Then the memory run: costwarden (10 budgets, attribution on every call) makes ``--calls``
 calls, a mix of plain, streamed, closed-early and abandoned streams, and prints RSS and tracemalloc's
@@ -38,7 +45,7 @@ import tracemalloc
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -57,6 +64,15 @@ CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "openlit": ("OpenLIT", ("openlit",)),
 }
 PEERS = ("openllmetry", "otel-genai", "openlit")
+ANTHROPIC_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bare": ("bare anthropic SDK", ("anthropic",)),
+    "floor": CONFIGS["floor"],
+    "costwarden": CONFIGS["costwarden"],
+    "costwarden-10": CONFIGS["costwarden-10"],
+    "openllmetry": ("OpenLLMetry", ("opentelemetry-instrumentation-anthropic",)),
+    "otel-genai": ("OpenTelemetry genai-anthropic", ("opentelemetry-instrumentation-genai-anthropic",)),
+    "openlit": ("OpenLIT", ("openlit",)),
+}
 
 # Ten budgets, none of which is ever hit (the cost of admitting and settling, not of acting).
 BUDGETS: list[dict[str, Any]] = [
@@ -94,15 +110,15 @@ BUDGETS: list[dict[str, Any]] = [
 # ---------------------------------------------------------------- enabling each configuration
 
 
-def enable(name: str, telemetry: common.Telemetry) -> Callable[[], Any]:
-    """Turn the configuration on; returns a context factory each timed call runs in."""
+def enable(name: str, telemetry: common.Telemetry, sdk: str = "openai") -> Callable[[], Any]:
+    """Turn the configuration on for ``sdk``; returns a context factory each timed call runs in."""
     tp, mp = telemetry.tracer_provider, telemetry.meter_provider
     if name == "bare":
         pass
     elif name == "floor":
         from _floor import enable_floor
 
-        enable_floor(tp, mp)
+        enable_floor(tp, mp, sdk)
     elif name in ("costwarden", "costwarden-10"):
         import costwarden
 
@@ -112,24 +128,37 @@ def enable(name: str, telemetry: common.Telemetry) -> Callable[[], Any]:
         costwarden.configure(config, tracer_provider=tp, meter_provider=mp)
         if name == "costwarden-10":
             return lambda: costwarden.attribute(agent="researcher", workflow="brief", run_id="r1", user="u1")
-    elif name == "openllmetry":
-        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-
-        OpenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
-    elif name == "otel-genai":
-        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as GenAIInstrumentor
-
-        GenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+    elif name in ("openllmetry", "otel-genai"):
+        _peer_instrumentor(name, sdk).instrument(tracer_provider=tp, meter_provider=mp)
     elif name == "openlit":
-        _enable_openlit()
+        _enable_openlit(sdk)
     else:
         raise SystemExit(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
     return _no_context
 
 
-def _enable_openlit() -> None:
+def _peer_instrumentor(name: str, sdk: str) -> Any:
+    """OpenLLMetry's or OpenTelemetry's instrumentor of ``sdk``."""
+    if (name, sdk) == ("openllmetry", "openai"):
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+        return OpenAIInstrumentor()
+    if (name, sdk) == ("otel-genai", "openai"):
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as GenAIInstrumentor
+
+        return GenAIInstrumentor()
+    if name == "openllmetry":
+        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+
+        return AnthropicInstrumentor()
+    from opentelemetry.instrumentation.genai.anthropic import AnthropicInstrumentor as GenAIAnthropic
+
+    return GenAIAnthropic()
+
+
+def _enable_openlit(sdk: str = "openai") -> None:
     """OpenLIT with no network: it reuses the global SDK providers set up above (so no OTLP exporter),
-    reads prices from an empty local file instead of downloading them, and instruments openai only
+    reads prices from an empty local file instead of downloading them, and instruments ``sdk`` only
     (by default it would also instrument httpx, requests, urllib3... adding HTTP spans to each call)."""
     import tempfile
 
@@ -141,7 +170,7 @@ def _enable_openlit() -> None:
     openlit.init(
         otlp_endpoint=None,
         pricing_json=str(prices),
-        disabled_instrumentors=[name for name in MODULE_NAME_MAP if name != "openai"],
+        disabled_instrumentors=[name for name in MODULE_NAME_MAP if name != sdk],
         disable_events=True,
         collect_gpu_stats=False,
         collect_system_metrics=False,
@@ -175,37 +204,123 @@ def call(client: Any) -> Any:
     )
 
 
+def make_anthropic_client(base_url: str) -> Any:
+    import anthropic
+
+    return anthropic.Anthropic(base_url=base_url, api_key="bench", max_retries=0)
+
+
+def call_anthropic(client: Any) -> Any:
+    return client.messages.create(
+        model=common.ANTHROPIC_MODEL,
+        system=common.SYSTEM,
+        messages=common.ANTHROPIC_MESSAGES,
+        max_tokens=common.MAX_TOKENS,
+    )
+
+
+def stream_anthropic(client: Any) -> int | None:
+    """A streamed ``messages.create`` read to the end; the output tokens its last usage reported."""
+    produced = None
+    stream = client.messages.create(
+        model=common.ANTHROPIC_MODEL,
+        system=common.SYSTEM,
+        messages=common.ANTHROPIC_MESSAGES,
+        max_tokens=common.MAX_TOKENS,
+        stream=True,
+    )
+    for event in stream:
+        if event.type == "message_delta":
+            produced = event.usage.output_tokens
+    return produced
+
+
+def anthropic_stream_check(
+    client: Any, telemetry: common.Telemetry, context: Callable[[], Any]
+) -> dict[str, Any]:
+    """A streamed call: does the span carry the output tokens the server reported at the stream's end?"""
+    produced: list[int | None] = []
+
+    def streamed() -> None:
+        with context():
+            produced.append(stream_anthropic(client))
+
+    reported = common.output_tokens(telemetry.spans_during(streamed))
+    return {
+        "produced": produced[0],
+        "reported": reported,
+        "exact": reported is not None and reported == produced[0],
+        "app_saw_usage_chunk": False,  # Anthropic streams always carry usage
+    }
+
+
+class Sdk(NamedTuple):
+    """One SDK's side of the benchmark: its configurations, client, calls and stream check."""
+
+    name: str
+    configs: dict[str, tuple[str, tuple[str, ...]]]
+    path: str  # appended to the fake provider's URL for the client's base URL
+    make_client: Callable[[str], Any]
+    calls: dict[str, Callable[[Any], Any]]  # "plain" (and "stream"): one timed call
+    stream_check: Callable[[Any, common.Telemetry, Callable[[], Any]], dict[str, Any]]
+    what: str  # what the timed calls are, for the run's header
+
+
+SDKS = {
+    "openai": Sdk(
+        "openai",
+        CONFIGS,
+        "/v1",
+        make_client,
+        {"plain": call},
+        lambda client, telemetry, context: stream_usage_check(client, telemetry, context),
+        "non-streaming chat completions",
+    ),
+    "anthropic": Sdk(
+        "anthropic",
+        ANTHROPIC_CONFIGS,
+        "",
+        make_anthropic_client,
+        {"plain": call_anthropic, "stream": stream_anthropic},
+        anthropic_stream_check,
+        "messages.create, plain and streamed (stream=True, read to the end)",
+    ),
+}
+
+
 # ---------------------------------------------------------------- worker: one configuration, one round
 
 
-def run_worker(name: str, base_url: str, warmup: int) -> None:
-    """Serve the parent: set up, warm up, then answer ``run N`` (time N calls), ``stream`` (the usage
-    check) and ``quit``, one JSON line per command. The process stays up between batches so that
-    batches of every configuration can be interleaved."""
+def run_worker(name: str, base_url: str, warmup: int, sdk: Sdk) -> None:
+    """Serve the parent: set up, warm up, then answer ``run KIND N`` (time N calls of that kind:
+    ``plain`` or ``stream``), ``stream`` (the usage check) and ``quit``, one JSON line per command.
+    The process stays up between batches so that batches of every configuration can be interleaved."""
     common.pin_to_cpu(CLIENT_CPU)
     telemetry = common.Telemetry()
-    context = enable(name, telemetry)
-    client = make_client(base_url)
-    for _ in range(warmup):
-        with context():
-            call(client)
+    context = enable(name, telemetry, sdk.name)
+    client = sdk.make_client(base_url)
+    for timed in sdk.calls.values():
+        for _ in range(warmup):
+            with context():
+                timed(client)
     telemetry.flush()
     print(json.dumps({"ready": name}), flush=True)
     perf = time.perf_counter_ns
     for line in sys.stdin:
-        command, _, arg = line.strip().partition(" ")
+        command, *args = line.split()
         if command == "run":
+            timed = sdk.calls[args[0]]
             samples = []
             cpu_start = time.process_time_ns()  # all threads, the batch span processor's included
-            for _ in range(int(arg)):
+            for _ in range(int(args[1])):
                 with context():
                     start = perf()
-                    call(client)
+                    timed(client)
                     samples.append(perf() - start)
             cpu_ns = (time.process_time_ns() - cpu_start) / len(samples)
             print(json.dumps({"samples_ns": samples, "cpu_ns": cpu_ns}), flush=True)
         elif command == "stream":
-            print(json.dumps(stream_usage_check(client, telemetry, context)), flush=True)
+            print(json.dumps(sdk.stream_check(client, telemetry, context)), flush=True)
         else:
             break
     telemetry.flush()
@@ -333,10 +448,11 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
 class Worker:
     """One configuration's process, driven line by line."""
 
-    def __init__(self, name: str, url: str, warmup: int) -> None:
+    def __init__(self, name: str, url: str, warmup: int, sdk: str = "openai") -> None:
         self.name = name
+        command = ["--worker", name, "--url", url, "--warmup", str(warmup), "--sdk", sdk]
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", name, "--url", url, "--warmup", str(warmup)],
+            [sys.executable, __file__, *command],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -390,36 +506,64 @@ def dist_version(name: str) -> str:
 def main() -> None:
     args = parse_args()
     if args.worker:
-        run_worker(args.worker, args.url, args.warmup)
+        run_worker(args.worker, args.url, args.warmup, SDKS[args.sdk[0]])
         return
     if args.memory_worker:
         print(json.dumps(run_memory(args.url, args.calls, args.memory_warmup)))
         return
-    configs = args.configs or list(CONFIGS)
     os.environ["BENCH_PIN"] = "1" if args.pin else "0"
-    batches = args.batches
     print(f"costwarden overhead benchmark, {datetime.date.today().isoformat()}")
     print(f"command: python benchmarks/overhead.py {' '.join(sys.argv[1:])}".rstrip())
-    print(
-        f"python {platform.python_version()}, openai {dist_version('openai')} for every configuration, "
-        f"{os.cpu_count()} CPUs; prompt {common.PROMPT_BYTES} bytes, non-streaming chat completions, "
-        f"{batches} interleaved batches x {args.batch_size} calls per configuration (+{args.warmup} warm-up)"
-    )
     print(
         "Machine note: absolute times are this machine's (a small, shared, noisy 2-core VM; "
         "client and fake server in separate processes); they mean little.\n"
         "Compare the ratios and the added time between rows of one run."
     )
     server, url = start_server()
+    try:
+        for name in args.sdk:
+            sdk = SDKS[name]
+            configs = [c for c in args.configs or sdk.configs if c in sdk.configs]
+            run_timing(sdk, configs, url + sdk.path, args)
+        if args.calls > 0:
+            memory_args = ["--memory-worker", "--url", url + "/v1", "--calls", str(args.calls)]
+            print_memory(run_in_subprocess([*memory_args, "--memory-warmup", str(args.memory_warmup)]))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+class Timings:
+    """One kind of call's samples, per configuration."""
+
+    def __init__(self, configs: list[str]) -> None:
+        self.samples: dict[str, list[int]] = {name: [] for name in configs}
+        self.batch_medians: dict[str, list[float]] = {name: [] for name in configs}
+        self.cpu: dict[str, list[float]] = {name: [] for name in configs}
+
+    def add(self, name: str, answer: dict[str, Any]) -> None:
+        self.samples[name].extend(answer["samples_ns"])
+        self.batch_medians[name].append(statistics.median(answer["samples_ns"]) / 1000)
+        self.cpu[name].append(answer["cpu_ns"] / 1000)
+
+
+def run_timing(sdk: Sdk, configs: list[str], url: str, args: argparse.Namespace) -> None:
+    """Time every configuration of ``sdk`` in interleaved batches, then print its table(s)."""
+    batches = args.batches
+    print()
+    print(
+        f"{sdk.name}: python {platform.python_version()}, {sdk.name} {dist_version(sdk.name)} for every "
+        f"configuration, {os.cpu_count()} CPUs; prompt {common.PROMPT_BYTES} bytes, {sdk.what}, "
+        f"{batches} interleaved batches x {args.batch_size} calls per configuration and kind of call "
+        f"(+{args.warmup} warm-up)"
+    )
     workers: dict[str, Worker] = {}
     failed: dict[str, str] = {}
-    samples: dict[str, list[int]] = {name: [] for name in configs}
-    batch_medians: dict[str, list[float]] = {name: [] for name in configs}
-    cpu: dict[str, list[float]] = {name: [] for name in configs}
+    timings = {kind: Timings(configs) for kind in sdk.calls}
     streams: dict[str, dict[str, Any]] = {}
     try:
         for name in configs:
-            workers[name] = Worker(name, url + "/v1", args.warmup)
+            workers[name] = Worker(name, url, args.warmup, sdk.name)
         for name in configs:
             try:
                 workers[name].ask()
@@ -430,10 +574,10 @@ def main() -> None:
         for batch in range(batches):
             shift = batch % len(live)
             for name in live[shift:] + live[:shift]:  # a rotated order each batch
-                answer = workers[name].ask(f"run {args.batch_size}")
-                samples[name].extend(answer["samples_ns"])
-                batch_medians[name].append(statistics.median(answer["samples_ns"]) / 1000)
-                cpu[name].append(answer["cpu_ns"] / 1000)
+                for kind, timing in timings.items():
+                    if kind == "stream" and name == "floor":
+                        continue  # the floor passes streams through
+                    timing.add(name, workers[name].ask(f"run {kind} {args.batch_size}"))
             if (batch + 1) % max(1, batches // 10) == 0:
                 print(f"  batch {batch + 1}/{batches}", flush=True)
         for name in live:
@@ -441,29 +585,28 @@ def main() -> None:
     finally:
         for worker in workers.values():
             worker.stop()
-    try:
-        if batches > 0:
-            print_table(configs, samples, batch_medians, cpu, streams, failed)
-        if args.calls > 0:
-            memory_args = ["--memory-worker", "--url", url + "/v1", "--calls", str(args.calls)]
-            print_memory(run_in_subprocess([*memory_args, "--memory-warmup", str(args.memory_warmup)]))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    if batches <= 0:
+        return
+    for kind, timing in timings.items():
+        if len(timings) > 1:
+            print(f"\n{sdk.name}, {'streamed' if kind == 'stream' else 'plain'} calls:")
+        measured = [name for name in configs if not (kind == "stream" and name == "floor")]
+        print_table(sdk, measured, timing, streams if kind == "plain" else None, failed)
 
 
 def print_table(
+    sdk: Sdk,
     configs: list[str],
-    samples: dict[str, list[int]],
-    batch_medians: dict[str, list[float]],
-    cpu: dict[str, list[float]],
-    streams: dict[str, dict[str, Any]],
+    timing: Timings,
+    streams: dict[str, dict[str, Any]] | None,
     failed: dict[str, str],
 ) -> None:
     """The table. Wall time: median per call; the time added over the bare SDK is the median of
     per-batch differences (batches that ran next to each other see the same noise). Client CPU time
     per call (all the client process's threads) is not inflated by waiting for a busy core, so on a
-    shared machine its difference is the steadier measure of what an instrumentation costs."""
+    shared machine its difference is the steadier measure of what an instrumentation costs. The
+    stream column (``streams``) is shown with the plain calls' table only."""
+    samples, batch_medians, cpu = timing.samples, timing.batch_medians, timing.cpu
     medians = {name: statistics.median(values) / 1000 for name, values in samples.items() if values}
     cpu_median = {name: statistics.median(cpu[name]) for name in medians}
     added: dict[str, float] = {}
@@ -472,25 +615,29 @@ def print_table(
         for name in medians:
             added[name] = statistics.median(_diffs(batch_medians[name], batch_medians["bare"]))
             added_cpu[name] = statistics.median(_diffs(cpu[name], cpu["bare"]))
+    stream_header = {
+        "openai": " exact usage on a stream the app didn't ask usage for |",
+        "anthropic": " output tokens of a stream on the span |",
+    }[sdk.name]
     print()
     print(
         "| configuration | version | wall µs/call (median) | added wall µs | ratio to bare "
-        "| client CPU µs/call | added CPU µs | exact usage on a stream the app didn't ask usage for |"
+        "| client CPU µs/call | added CPU µs |" + (stream_header if streams is not None else "")
     )
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|" + ("---|" if streams is not None else ""))
     for name in configs:
-        label, dists = CONFIGS[name]
+        label, dists = sdk.configs[name]
         versions = ", ".join(dist_version(d) for d in dists)
         if name not in medians:
-            print(f"| {label} | {versions} | left out: {failed.get(name, 'no result')} | | | | | |")
+            print(f"| {label} | {versions} | left out: {failed.get(name, 'no result')} | | | | |")
             continue
         plus = f"{added[name]:+.0f}" if name in added and name != "bare" else "-"
         plus_cpu = f"{added_cpu[name]:+.0f}" if name in added_cpu and name != "bare" else "-"
         ratio = f"{medians[name] / medians['bare']:.2f}" if "bare" in medians else "-"
-        stream = describe_stream(name, streams.get(name, {}))
+        stream = f" {describe_stream(name, streams.get(name, {}))} |" if streams is not None else ""
         print(
             f"| {label} | {versions} | {medians[name]:.0f} | {plus} | {ratio} | {cpu_median[name]:.0f} "
-            f"| {plus_cpu} | {stream} |"
+            f"| {plus_cpu} |{stream}"
         )
     print()
     for what, table in (("wall", added), ("client CPU", added_cpu)):
@@ -500,9 +647,10 @@ def print_table(
         best = min(peers, key=lambda name: peers[name])
         for name in ("floor", "costwarden", "costwarden-10"):
             if name in table:
+                share = table[name] / peers[best]
                 print(
-                    f"{what}: {CONFIGS[name][0]} adds {table[name]:.0f} µs per call; the best peer "
-                    f"({CONFIGS[best][0]}) adds {peers[best]:.0f} µs: {table[name] / peers[best]:.2f} of it "
+                    f"{what}: {sdk.configs[name][0]} adds {table[name]:.0f} µs per call; the best peer "
+                    f"({sdk.configs[best][0]}) adds {peers[best]:.0f} µs: {share:.2f} of it "
                     "(the bar: 0.33 or less)"
                 )
 
@@ -558,6 +706,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=100_000, help="calls in the memory run (0: skip it)")
     parser.add_argument("--memory-warmup", type=int, default=2000, help="untimed calls before the memory run")
     parser.add_argument("--pin", action="store_true", help="pin the client and the server to a core each")
+    parser.add_argument(
+        "--sdk", nargs="+", choices=list(SDKS), default=list(SDKS), help="the SDKs to time, in this order"
+    )
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="only these configurations")
     parser.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)

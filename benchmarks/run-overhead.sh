@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Per-call overhead of costwarden vs the bare openai SDK and its peers, plus the 100,000-call memory run.
+# Per-call overhead of costwarden vs the bare openai and anthropic SDKs and their peers, plus the
+# 100,000-call memory run.
 #
 #   benchmarks/run-overhead.sh                     # full run: timing (minutes) + 100,000-call memory run (long)
 #   benchmarks/run-overhead.sh --calls 5000        # a shorter memory run
 #   benchmarks/run-overhead.sh --calls 0           # timing only
+#   benchmarks/run-overhead.sh --calls 0 --sdk anthropic   # the anthropic SDK's timing only
 #
 # Makes a venv in .venvs/bench (the peers are not costwarden dependencies), then runs
 # benchmarks/overhead.py with the arguments given.
