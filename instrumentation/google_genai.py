@@ -8,17 +8,22 @@ Gemini reports ``candidatesTokenCount`` WITHOUT the thinking tokens (``thoughtsT
 it), while costwarden's output tokens include reasoning: output = candidates + thoughts, reasoning =
 thoughts. ``promptTokenCount`` already includes ``cachedContentTokenCount`` (and tool-use prompt
 tokens are input too).
+
+google-genai before 1.8 has no fields for ``thoughtsTokenCount`` and ``toolUsePromptTokenCount`` and
+drops them, but keeps ``totalTokenCount``, which includes them: with such an SDK the rest of the total
+is counted as thinking (output, the dearer side of the two).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
-from costwarden._types import CallRequest
+from costwarden._types import CallRequest, Usage
 from costwarden.instrumentation._common import (
     as_plain,
     numeric_params,
@@ -59,6 +64,21 @@ def _model_name(model: str) -> str:
         if index >= 0:
             return model[index + len(prefix) :]
     return model
+
+
+def _generate_usage(block: Any) -> Usage | None:
+    """The usage of a generate response, with the tokens an SDK before 1.8 drops (thinking, tool-use
+    prompt) recovered from ``total_token_count`` and counted as thinking."""
+    usage = usage_from(block, GEMINI_USAGE)
+    if usage is None or hasattr(block, "thoughts_token_count"):
+        return usage
+    total = getattr(block, "total_token_count", None)
+    rest = total - usage.input_tokens - usage.output_tokens if isinstance(total, int) else 0
+    if rest <= 0:
+        return usage
+    return dataclasses.replace(
+        usage, output_tokens=usage.output_tokens + rest, reasoning_tokens=usage.reasoning_tokens + rest
+    )
 
 
 def _client_attributes(instance: Any) -> tuple[str, dict[str, AttributeValue]]:
@@ -141,11 +161,15 @@ class _Operation:
         if reasons:
             attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
         info = ResponseInfo(
-            attributes=attributes, usage=usage_from(getattr(response, "usage_metadata", None), self.usage)
+            attributes=attributes, usage=self.read_usage(getattr(response, "usage_metadata", None))
         )
         if candidates:
             info.output_messages = [getattr(c, "content", None) for c in candidates]
         return info
+
+    def read_usage(self, block: Any) -> Usage | None:
+        """The call's usage from a ``usage_metadata`` block."""
+        return _generate_usage(block) if self.usage is GEMINI_USAGE else usage_from(block, self.usage)
 
     def new_stream_state(self, hide_injected: bool) -> _GenerateStream:
         return _GenerateStream(self)
@@ -182,7 +206,7 @@ class _GenerateStream:
         )
         if self._reasons:
             attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = self._reasons
-        usage = usage_from(self._usage, self._op.usage)
+        usage = self._op.read_usage(self._usage)
         if usage is not None and usage.output_tokens == 0 and self._chars:
             usage = None  # only the prompt count arrived (a stream cut before its last chunk): estimate
         return ResponseInfo(attributes=attributes, usage=usage, output_tokens_estimate=(self._chars + 3) // 4)

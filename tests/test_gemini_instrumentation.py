@@ -101,7 +101,10 @@ def test_generate_content_becomes_one_priced_span(telemetry, fake, client, mode,
 def test_stream_chunks_reach_the_app_unchanged(telemetry, fake, client):
     chunks = generate(client, "sync", True)
     assert "".join(c.text for c in chunks) == make_text(fake.requests[-1].usage["candidatesTokenCount"])
-    assert chunks[-1].usage_metadata.thoughts_token_count == fake.requests[-1].usage["thoughtsTokenCount"]
+    usage = chunks[-1].usage_metadata
+    assert usage.total_token_count == fake.requests[-1].usage["totalTokenCount"]
+    if hasattr(usage, "thoughts_token_count"):  # google-genai < 1.8 has no field for it
+        assert usage.thoughts_token_count == fake.requests[-1].usage["thoughtsTokenCount"]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +135,10 @@ def test_cached_content_tokens_are_priced_as_cache_reads(telemetry, fake, client
     assert second.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] < first.attributes[sc.GEN_AI_USAGE_COST_AMOUNT]
 
 
+@pytest.mark.skipif(
+    "usage_metadata" not in types.EmbedContentResponse.model_fields,
+    reason=f"google-genai {genai.__version__} drops an embedding's usageMetadata (kept from 3.1)",
+)
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_embed_content(telemetry, fake, client, mode):
     kwargs = {"model": "gemini-embedding-001", "contents": ["one sentence", "another sentence"]}
@@ -185,7 +192,8 @@ def test_stream_cut_halfway_ends_the_span_with_an_error_and_counts(telemetry, fa
     with pytest.raises(Exception) as raised:  # noqa: PT011 - the HTTP client's own error type
         generate(client, mode, True, model="gemini-2.0-flash")
 
-    assert "ProtocolError" in type(raised.value).__name__
+    # httpx's RemoteProtocolError, or requests' ChunkedEncodingError(ProtocolError) (older SDKs' sync client)
+    assert "ProtocolError" in repr(raised.value)
 
     span = telemetry.one_span()
     assert span.status.status_code == StatusCode.ERROR
