@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+import botocore
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -98,6 +99,8 @@ def test_converse_becomes_one_priced_span(telemetry, fake, client, stream):
 
 
 def test_converse_cache_point_writes_then_reads(telemetry, fake, client):
+    if "cachePoint" not in client.meta.service_model.shape_for("SystemContentBlock").members:
+        pytest.skip(f"botocore {botocore.__version__} has no Converse cachePoint (prompt caching)")
     system = [{"text": make_text(2000)}, {"cachePoint": {"type": "default"}}]
     converse(client, False, system=system)
     converse(client, False, system=system)
