@@ -8,11 +8,19 @@ PYTHON=${PYTHON:-python3}
 # name | pip requirements (space-separated) | test files (space-separated)
 # openai 1.40 predates httpx 0.28 (it passes `proxies=`), so it is tested with the httpx of its day.
 OPENAI_TESTS="tests/test_openai_instrumentation.py tests/test_budgets_openai.py tests/test_never_break.py"
+# The other provider SDKs at their oldest supported releases share one environment.
+OLDEST_PROVIDERS="anthropic==0.40.0 google-genai==1.0.0 cohere==5.13.0 botocore==1.34.116 boto3==1.34.116"
+PROVIDER_TESTS="tests/test_anthropic_instrumentation.py tests/test_gemini_instrumentation.py \
+tests/test_cohere_instrumentation.py tests/test_bedrock_instrumentation.py"
+# pydantic-ai 1.0 imports the OpenTelemetry Events API, which opentelemetry-api 1.44 removed.
+OLDEST_FRAMEWORKS="pydantic-ai-slim[openai]==1.0.0 opentelemetry-api<1.44 langgraph==1.0.0 langchain-openai==1.0.0"
 MATRIX=(
   "openai-1.40|openai==1.40.0 httpx<0.28|$OPENAI_TESTS"
   "openai-2.x|openai>=2,<3|$OPENAI_TESTS"
   "agent-frameworks|ag2[openai]>=0.9,<1 autogen-agentchat>=0.7,<0.8 autogen-ext[openai]>=0.7,<0.8 crewai>=1,<2|tests/frameworks"
   "ag2-1.0|ag2[openai]==1.0.0|tests/frameworks/test_ag2_v1.py"
+  "oldest-providers|$OLDEST_PROVIDERS|$PROVIDER_TESTS"
+  "oldest-frameworks|$OLDEST_FRAMEWORKS|tests/frameworks/test_pydantic_ai.py tests/frameworks/test_langgraph.py"
 )
 
 for row in "${MATRIX[@]}"; do
