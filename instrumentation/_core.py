@@ -257,10 +257,14 @@ class LLMCall:
             self.span.set_attributes(attributes)
 
     def _estimated_usage(self, info: ResponseInfo) -> Usage | None:
-        if not info.output_tokens_estimate and not self.request.call.stream:
+        """Usage estimated from the request (and the output seen) when the response carried none: a
+        stream cut before its usage, or an SDK that drops the usage block (google-genai < 3.1 does for
+        embeddings, whose cost is all input)."""
+        call = self.request.call
+        if not (info.output_tokens_estimate or call.stream or call.operation == "embeddings"):
             return None
         return Usage(
-            input_tokens=self.request.call.estimated_input_tokens,
+            input_tokens=call.estimated_input_tokens,
             output_tokens=info.output_tokens_estimate,
             estimated=True,
         )
