@@ -307,7 +307,10 @@ def test_per_scope_budgets_have_a_ratio_per_scope(stack: Stack) -> None:
     scopes = {r["metric"].get("costwarden_scope") for r in runs}
     assert len(scopes) > 1, scopes
     assert all(s and s.startswith("run_id=run-") for s in scopes), scopes
-    assert all(0 < float(r["value"][1]) < 1 for r in runs)
+    # A run scraped while its first call is in flight (or whose calls all failed) has spent nothing yet.
+    ratios = {r["metric"]["costwarden_scope"]: float(r["value"][1]) for r in runs}
+    assert all(0 <= ratio < 1 for ratio in ratios.values()), ratios
+    assert any(ratio > 0 for ratio in ratios.values()), ratios
 
 
 def test_every_dashboard_variable_has_values(stack: Stack) -> None:
