@@ -138,6 +138,10 @@ class _Messages:
         return raw_response_parser(result)
 
 
+_DELTA_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+"""The field of each content_block_delta type whose text the output estimate counts."""
+
+
 class _MessageEvents:
     """A raw Messages stream: ``message_start`` carries the id, model and input counts,
     ``message_delta`` the stop reason and the cumulative output (later fields override earlier ones)."""
@@ -155,10 +159,11 @@ class _MessageEvents:
         kind = getattr(event, "type", None)
         if kind == "content_block_delta":
             delta = getattr(event, "delta", None)
-            for field in ("text", "thinking", "partial_json"):
-                value = getattr(delta, field, None)
-                if isinstance(value, str):
-                    self._chars += len(value)
+            # By the delta's type: asking a pydantic model for a field it lacks raises inside (slow).
+            field = _DELTA_TEXT.get(getattr(delta, "type", None))
+            value = getattr(delta, field, None) if field is not None else None
+            if isinstance(value, str):
+                self._chars += len(value)
         elif kind == "message_start":
             message = getattr(event, "message", None)
             self._attributes = response_attributes(
