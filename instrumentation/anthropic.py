@@ -160,7 +160,7 @@ class _MessageEvents:
         if kind == "content_block_delta":
             delta = getattr(event, "delta", None)
             # By the delta's type: asking a pydantic model for a field it lacks raises inside (slow).
-            field = _DELTA_TEXT.get(getattr(delta, "type", None))
+            field = _DELTA_TEXT.get(getattr(delta, "type", ""))
             value = getattr(delta, field, None) if field is not None else None
             if isinstance(value, str):
                 self._chars += len(value)

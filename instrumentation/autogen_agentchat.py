@@ -1,16 +1,19 @@
-"""AutoGen AgentChat instrumentation (``autogen-agentchat`` 0.4 to 0.7, with ``autogen-ext``'s model
+"""AutoGen AgentChat instrumentation (``autogen-agentchat`` 0.4.5 to 0.7, with ``autogen-ext``'s model
 clients).
 
-autogen-core already makes an ``invoke_agent`` span for each agent turn; costwarden does not make a
-second one. It enriches that span with the workflow and run, and puts the agent into the attribution
-context while the agent runs, so the LLM calls beneath (``OpenAIChatCompletionClient`` sends them
-through the openai SDK, which costwarden instruments and counts once) are attributed to it and
-``match: {agent: NAME}`` budgets apply. One ``run``/``run_stream`` of a team (``RoundRobinGroupChat``,
-``SelectorGroupChat``, ...) is one workflow run: an ``invoke_workflow`` span named after the team, with
-a fresh run id unless the app set one with ``costwarden.attribute()``.
+autogen-core (from 0.6.2) already makes an ``invoke_agent`` span for each agent turn; costwarden does
+not make a second one. It enriches that span with the workflow and run, and puts the agent into the
+attribution context while the agent runs (with an older autogen-core, costwarden makes the agent span
+itself, around a team member's turn and an agent's own ``run``/``run_stream``), so the LLM calls beneath
+(``OpenAIChatCompletionClient`` sends them through the openai SDK, which costwarden instruments and
+counts once) are attributed to it and ``match: {agent: NAME}`` budgets apply. One ``run``/``run_stream``
+of a team (``RoundRobinGroupChat``, ``SelectorGroupChat``, ...) is one workflow run: an
+``invoke_workflow`` span named after the team, with a fresh run id unless the app set one with
+``costwarden.attribute()``.
 
-A vetoed call raises :class:`costwarden.BudgetExceeded` inside the agent; AgentChat reports an agent's
-exception from a team run as a ``RuntimeError`` naming it (the ``BudgetExceeded`` message included).
+A vetoed call raises :class:`costwarden.BudgetExceeded` inside the agent; AgentChat (from 0.5) reports
+an agent's exception from a team run as a ``RuntimeError`` naming it (the ``BudgetExceeded`` message
+included); before 0.5 autogen-core logs it and the team run ends early.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from costwarden.instrumentation._safety import best_effort
 
 __all__ = ["AutoGenAgentChatInstrumentor"]
 
-_INSTRUMENTS = ("autogen-agentchat >= 0.4",)
+_INSTRUMENTS = ("autogen-agentchat >= 0.4.5",)
 _GROUP_CHAT = "autogen_agentchat.teams._group_chat._base_group_chat"
 # Modules that call autogen-core's trace_invoke_agent_span (imported by name, so patched there).
 _AGENT_SPAN_CALLERS = (
@@ -41,12 +44,40 @@ _AGENT_SPAN_CALLERS = (
     "autogen_agentchat.agents._base_chat_agent",
 )
 _AGENT_SPAN = "trace_invoke_agent_span"
+_CONTAINER = "autogen_agentchat.teams._group_chat._chat_agent_container"
+_BASE_AGENT = "autogen_agentchat.agents._base_chat_agent"
 
 
 def _team_run(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
     name = getattr(instance, "name", None)
     workflow, run_id = run_identity(name if isinstance(name, str) and name else type(instance).__name__)
     return {"operation": sc.OPERATION_INVOKE_WORKFLOW, "workflow": workflow, "run_id": run_id}
+
+
+def _agent_turn(agent: Any) -> Mapping[str, Any]:
+    """The agent span's scope, carrying the workflow and run as an enriched autogen-core span does."""
+    current = current_attribution()
+    name = getattr(agent, "name", None)
+    return {
+        "agent": name if isinstance(name, str) else None,
+        "workflow": current.get("workflow"),
+        "run_id": current.get("run_id"),
+    }
+
+
+def _member_turn(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+    return _agent_turn(getattr(instance, "_agent", None))
+
+
+def _agent_run(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+    return _agent_turn(instance)
+
+
+def _core_makes_agent_spans() -> bool:
+    try:
+        return hasattr(importlib.import_module("autogen_core._telemetry"), _AGENT_SPAN)
+    except ImportError:
+        return False
 
 
 @contextmanager
@@ -98,7 +129,14 @@ class AutoGenAgentChatInstrumentor(HookInstrumentor):
     _modules: ClassVar[list[str]] = []
 
     def hooks(self) -> list[Hook]:
-        return [ScopeHook(_GROUP_CHAT, "BaseGroupChat", "run_stream", _team_run)]
+        hooks: list[Hook] = [ScopeHook(_GROUP_CHAT, "BaseGroupChat", "run_stream", _team_run)]
+        if not _core_makes_agent_spans():  # autogen-core < 0.6.2: the agent spans are costwarden's
+            hooks += [
+                ScopeHook(_CONTAINER, "ChatAgentContainer", "handle_request", _member_turn),
+                ScopeHook(_BASE_AGENT, "BaseChatAgent", "run", _agent_run),
+                ScopeHook(_BASE_AGENT, "BaseChatAgent", "run_stream", _agent_run),
+            ]
+        return hooks
 
     def _wrap(self, tracer: trace.Tracer) -> None:
         super()._wrap(tracer)

@@ -49,8 +49,9 @@ def _hooks() -> list[ScopeHook]:
     return [
         ScopeHook("crewai.crew", "Crew", "kickoff", _kickoff),
         ScopeHook("crewai.crew", "Crew", "akickoff", _kickoff),
-        ScopeHook("crewai.agent.core", "Agent", "execute_task", _execute_task),
-        ScopeHook("crewai.agent.core", "Agent", "aexecute_task", _execute_task),
+        # ``crewai.agent`` is a module in crewai 1.0 and a package re-exporting ``core.Agent`` later.
+        ScopeHook("crewai.agent", "Agent", "execute_task", _execute_task),
+        ScopeHook("crewai.agent", "Agent", "aexecute_task", _execute_task),
     ]
 
 

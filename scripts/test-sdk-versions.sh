@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs the SDK tests against the oldest supported release of each SDK (and each major line), each in
-# its own virtualenv under .venvs/. The main suite (scripts/test.sh) covers the latest releases.
+# Runs the SDK and framework tests against the releases the main environment cannot hold: the oldest
+# supported release of each SDK and framework, and the openai 1.x / 2.x lines, each environment in its
+# own virtualenv under .venvs/. The main suite (scripts/test.sh) covers the latest releases.
+# The environments are installed in parallel (MATRIX_JOBS at a time), then tested one after another.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
+JOBS=${MATRIX_JOBS:-3}
 
 # name | pip requirements (space-separated) | test files (space-separated)
 # openai 1.40 predates httpx 0.28 (it passes `proxies=`), so it is tested with the httpx of its day.
@@ -14,23 +17,57 @@ PROVIDER_TESTS="tests/test_anthropic_instrumentation.py tests/test_gemini_instru
 tests/test_cohere_instrumentation.py tests/test_bedrock_instrumentation.py"
 # pydantic-ai 1.0 imports the OpenTelemetry Events API, which opentelemetry-api 1.44 removed.
 OLDEST_FRAMEWORKS="pydantic-ai-slim[openai]==1.0.0 opentelemetry-api<1.44 langgraph==1.0.0 langchain-openai==1.0.0"
+# autogen 0.4.0-0.4.4 pin protobuf 4, which today's OpenTelemetry OTLP exporters do not accept.
+OLDEST_AGENT_FRAMEWORKS="ag2[openai]==0.9.0 autogen-agentchat==0.4.5 autogen-ext[openai]==0.4.5 crewai==1.0.0"
+LATEST_AGENT_FRAMEWORKS="ag2[openai]>=0.9,<1 autogen-agentchat>=0.7,<0.8 autogen-ext[openai]>=0.7,<0.8 crewai>=1,<2"
 MATRIX=(
   "openai-1.40|openai==1.40.0 httpx<0.28|$OPENAI_TESTS"
   "openai-2.x|openai>=2,<3|$OPENAI_TESTS"
-  "agent-frameworks|ag2[openai]>=0.9,<1 autogen-agentchat>=0.7,<0.8 autogen-ext[openai]>=0.7,<0.8 crewai>=1,<2|tests/frameworks"
+  "agent-frameworks|$LATEST_AGENT_FRAMEWORKS|tests/frameworks"
+  "oldest-agent-frameworks|$OLDEST_AGENT_FRAMEWORKS|tests/frameworks"
   "ag2-1.0|ag2[openai]==1.0.0|tests/frameworks/test_ag2_v1.py"
   "oldest-providers|$OLDEST_PROVIDERS|$PROVIDER_TESTS"
   "oldest-frameworks|$OLDEST_FRAMEWORKS|tests/frameworks/test_pydantic_ai.py tests/frameworks/test_langgraph.py"
 )
 
-for row in "${MATRIX[@]}"; do
-  IFS='|' read -r name requirement tests <<<"$row"
-  venv=".venvs/$name"
-  echo "-- $name ($requirement)"
+install_env() {
+  local name=$1 requirement=$2 venv=".venvs/$1"
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
+  local requirements
   read -r -a requirements <<<"$requirement"
   "$venv/bin/python" -m pip install --quiet -e '.[test]' "${requirements[@]}"
-  # shellcheck disable=SC2086
-  COSTWARDEN_RAISE_INTERNAL_ERRORS=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider $tests
+}
+
+mkdir -p .venvs
+pids=()
+names=()
+for row in "${MATRIX[@]}"; do
+  IFS='|' read -r name requirement _ <<<"$row"
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
+  install_env "$name" "$requirement" >".venvs/$name.install.log" 2>&1 &
+  pids+=("$!")
+  names+=("$name")
 done
+failed=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    echo "-- ${names[$i]}: installing failed:" >&2
+    cat ".venvs/${names[$i]}.install.log" >&2
+    failed=1
+  fi
+done
+[ "$failed" -eq 0 ] || exit 1
+
+failed=()
+for row in "${MATRIX[@]}"; do
+  IFS='|' read -r name requirement tests <<<"$row"
+  echo "-- $name ($requirement)"
+  # shellcheck disable=SC2086
+  COSTWARDEN_RAISE_INTERNAL_ERRORS=1 ".venvs/$name/bin/python" -m pytest -q -p no:cacheprovider $tests ||
+    failed+=("$name")
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "SDK version matrix: failed in ${failed[*]}" >&2
+  exit 1
+fi

@@ -15,6 +15,8 @@ import pytest
 pytest.importorskip("autogen_agentchat", reason="autogen-agentchat is not installed")
 pytest.importorskip("autogen_ext.models.openai", reason="autogen-ext[openai] is not installed")
 
+import autogen_agentchat.teams._group_chat._events as group_chat_events
+import autogen_core._telemetry
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.conditions import MaxMessageTermination
 from autogen_agentchat.teams import RoundRobinGroupChat
@@ -97,6 +99,17 @@ def team(fake: Any, *, turns: int = 4) -> RoundRobinGroupChat:
     return RoundRobinGroupChat(agents, termination_condition=MaxMessageTermination(turns))  # type: ignore[arg-type]
 
 
+# autogen-core makes the agent spans from 0.6.2 (costwarden enriches them); before, costwarden does.
+AGENT_SPANS_FROM = (
+    "autogen-core"
+    if hasattr(autogen_core._telemetry, "trace_invoke_agent_span")
+    else "costwarden.instrumentation.autogen_agentchat"
+)
+# From 0.5 a team run raises an agent's error as a RuntimeError; before, autogen-core's runtime logs
+# it and the run ends early without one.
+REPORTS_AGENT_ERRORS = hasattr(group_chat_events, "GroupChatError")
+
+
 def spans() -> list[Any]:
     return list(_Telemetry.exporter.get_finished_spans())
 
@@ -112,9 +125,9 @@ async def test_round_robin_team(instrumented: Any, fake: Any) -> None:
     assert set(by_agent) == set(AGENTS)
     check_counted_once(recorded, fake)
     check_per_agent_totals(processor, by_agent)
-    # autogen-core's invoke_agent spans, enriched: no second agent span per turn
+    # one agent span per turn: autogen-core's, enriched (or costwarden's, before autogen-core made them)
     agent_spans = [s for s in recorded if op(s) == sc.OPERATION_INVOKE_AGENT]
-    assert {s.instrumentation_scope.name for s in agent_spans} == {"autogen-core"}
+    assert {s.instrumentation_scope.name for s in agent_spans} == {AGENT_SPANS_FROM}
     assert len(agent_spans) == len(llm_calls(recorded))
     [workflow] = [s for s in recorded if op(s) == sc.OPERATION_INVOKE_WORKFLOW]
     run_id = attr(workflow, sc.GEN_AI_CONVERSATION_ID)
@@ -144,8 +157,14 @@ async def test_each_run_is_its_own_run(instrumented: Any, fake: Any) -> None:
 async def test_agent_budget_vetoes_only_that_agent(instrumented: Any, fake: Any) -> None:
     instrumented([{"name": "writer-calls", "match": {"agent": "writer"}, "limit_calls": 1}])
 
-    with pytest.raises(Exception, match="writer-calls") as caught:
-        await team(fake, turns=7).run(task="Brief me on rivers.")
+    if REPORTS_AGENT_ERRORS:
+        with pytest.raises(Exception, match="writer-calls") as caught:
+            await team(fake, turns=7).run(task="Brief me on rivers.")
+        assert type(caught.value) is RuntimeError, type(caught.value)  # how AgentChat reports it
+        assert "BudgetExceeded" in str(caught.value)
+    else:
+        result = await team(fake, turns=7).run(task="Brief me on rivers.")
+        assert len(result.messages) < 7  # the run ended at the vetoed turn
 
     calls = llm_calls(spans())
     writer = [c for c in calls if attr(c, sc.GEN_AI_AGENT_NAME) == "writer"]
@@ -153,8 +172,6 @@ async def test_agent_budget_vetoes_only_that_agent(instrumented: Any, fake: Any)
     others = [c for c in calls if attr(c, sc.GEN_AI_AGENT_NAME) != "writer"]
     assert {attr(c, sc.COSTWARDEN_BUDGET_DECISION) for c in others} == {"allow"}
     assert len(fake.requests) == len(calls) - 1  # the vetoed call sent nothing
-    assert type(caught.value) is RuntimeError, type(caught.value)  # how AgentChat reports an agent error
-    assert "BudgetExceeded" in str(caught.value)
 
 
 @pytest.mark.e2e
@@ -168,6 +185,9 @@ def test_example_under_opentelemetry_instrument(tmp_path: Any, fake: Any) -> Non
         disable=("costwarden_crewai", "costwarden_ag2"),
     )
 
-    assert result.stdout.count("stopped by a budget: BudgetExceeded: ") == 2, result.stdout
-    assert result.stdout.count("budget 'critic-calls'") == 2, result.stdout
+    if REPORTS_AGENT_ERRORS:
+        assert result.stdout.count("stopped by a budget: BudgetExceeded: ") == 2, result.stdout
+        assert result.stdout.count("budget 'critic-calls'") == 2, result.stdout
+    else:  # the runs the critic was vetoed in end a turn short
+        assert result.stdout.count(": 2 turns") == 2, result.stdout
     assert spend_table(result.stdout) == {"researcher": (3, 0), "writer": (3, 0), "critic": (1, 2)}

@@ -16,6 +16,7 @@ import pytest
 # Nothing goes to CrewAI's servers; OTEL_SDK_DISABLED must stay unset (it would disable costwarden too).
 os.environ["CREWAI_DISABLE_TELEMETRY"] = "true"
 os.environ["CREWAI_TRACING_ENABLED"] = "false"
+os.environ["CREWAI_TESTING"] = "true"  # crewai 1.0 asks a first-time user on stdin whether to view traces
 crewai = pytest.importorskip("crewai", reason="crewai is not installed")
 
 from costwarden import BudgetExceeded  # noqa: E402
@@ -35,6 +36,13 @@ from tests.frameworks._common import (  # noqa: E402
 )
 
 MODEL = "gpt-4o-mini"
+
+
+@pytest.fixture(autouse=True)
+def crewai_storage(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CrewAI keeps each kickoff's task outputs in a SQLite file under the user's data directory, named
+    after the working directory: isolated per test, so another CrewAI version's file is never read."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +103,10 @@ def test_crew_kickoff(instrumented: Any, fake: Any) -> None:
 
 async def test_crew_akickoff(instrumented: Any, fake: Any) -> None:
     telemetry = instrumented()
+    team = crew(fake)
 
-    await crew(fake).akickoff()
+    # crewai 1.0 has only kickoff_async (kickoff in a worker thread); akickoff came later
+    await (team.akickoff() if hasattr(team, "akickoff") else team.kickoff_async())
 
     spans = telemetry.spans()
     by_agent = check_call_tree(spans, {"researcher", "writer"})
