@@ -38,7 +38,8 @@ class SpanStart:
         self._admitter = admitter
 
     def on_start(self, span: Any) -> None:
-        self._inherit(span)
+        if self._frames or span.kind is not SpanKind.CLIENT:  # else: nothing to inherit (see _inherit)
+            self._inherit(span)
         self._watch_foreign(span)
 
     def _inherit(self, span: Any) -> None:
