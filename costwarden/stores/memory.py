@@ -8,6 +8,7 @@ reserve-and-check is atomic for any number of threads and asyncio tasks.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ _ZERO_USD = Decimal(0)
 _UNITS = ("usd", "tokens", "calls")  # Amounts' and Committed's order
 _SWEEP_EVERY = 30.0  # seconds between sweeps of expired reservations and counters
 _ZERO_STATE: Committed = (_ZERO_USD, 0, 0)
+_COMMITTED = operator.attrgetter("com")
+_new_tuple = tuple.__new__
 
 
 class _Counter:
@@ -99,7 +102,9 @@ class MemoryStore:
     def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
         """Spent plus reserved for each counter."""
         with self._lock:
-            return [c.com for c in self._counters_for(keys)]
+            entry = self._resolved.get(id(keys))  # _counters_for()'s cache hit, inlined (hot path)
+            counters = entry[1] if entry is not None and entry[0] is keys else self._counters_for(keys)
+            return list(map(_COMMITTED, counters))
 
     def reserve(
         self,
@@ -115,7 +120,8 @@ class MemoryStore:
             now = self._clock()
             if now >= self._next_sweep:
                 self._sweep(now)
-            counters = self._counters_for(keys)
+            entry = self._resolved.get(id(keys))  # _counters_for()'s cache hit, inlined (hot path)
+            counters = entry[1] if entry is not None and entry[0] is keys else self._counters_for(keys)
             committed, after = self._after(counters, amount)
             rejected = self._over(after, limits)
             if rejected is not None and now >= self._earliest_expiry:
@@ -131,7 +137,9 @@ class MemoryStore:
             self._reservations[reservation_id] = (counters, amount, expires)
             if expires < self._earliest_expiry:
                 self._earliest_expiry = expires
-        return ReserveResult(True, committed)
+        # ReserveResult(True, committed) without the named tuple's Python-level __new__ (hot path)
+        result: ReserveResult = _new_tuple(ReserveResult, (True, committed, None, None))
+        return result
 
     @staticmethod
     def _after(counters: list[_Counter], amount: Amounts) -> tuple[list[Committed], list[Committed]]:
@@ -177,7 +185,8 @@ class MemoryStore:
         usd, tokens, calls = actual.usd, actual.tokens, actual.calls
         with self._lock:
             reservation = self._reservations.pop(reservation_id, None)
-            counters = self._counters_for(keys)
+            entry = self._resolved.get(id(keys))  # _counters_for()'s cache hit, inlined (hot path)
+            counters = entry[1] if entry is not None and entry[0] is keys else self._counters_for(keys)
             if reservation is not None and reservation[0] is not counters:
                 self._unreserve(reservation)
                 reservation = None
