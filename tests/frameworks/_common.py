@@ -15,7 +15,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from costwarden import semconv as sc
 
 # USD per million tokens, from OpenAI's price page: (input, output)
-PUBLISHED = {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6)}
+# USD per million input / output tokens, as the providers publish them
+PUBLISHED = {
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-haiku-4-5": (1.0, 5.0),
+}
 
 PER_AGENT_TOTALS = {"name": "per-agent", "per": ["agent"], "limit_usd": 1000}
 

@@ -1,6 +1,6 @@
-"""LangGraph with langchain-openai's ChatOpenAI against the fake provider over real HTTP: a graph run is
-a workflow run, each node an agent span, and every LLM call is attributed, priced, counted once and
-budgeted per node."""
+"""LangGraph with langchain-openai's ChatOpenAI (and langchain-anthropic's ChatAnthropic) against the fake
+provider over real HTTP: a graph run is a workflow run, each node an agent span, and every LLM call is
+attributed, priced, counted once and budgeted per node."""
 
 from __future__ import annotations
 
@@ -169,6 +169,58 @@ async def test_each_run_is_its_own_run_and_subgraphs_share_it(instrumented: Any,
     assert {attr(c, sc.GEN_AI_WORKFLOW_NAME) for c in calls[6:]} == {"briefing"}
     # inside the subgraph a call belongs to its own node, not to the outer "desk" node
     assert [attr(c, sc.GEN_AI_AGENT_NAME) for c in calls[:3]] == ["researcher", "writer", "critic"]
+
+
+def claude_newsroom(fake: Any, *, streaming: bool) -> Any:
+    """The same newsroom on langchain-anthropic's ChatAnthropic (the anthropic SDK beneath)."""
+    from langchain_anthropic import ChatAnthropic
+
+    def model(name: str) -> Any:
+        return ChatAnthropic(  # type: ignore[call-arg]
+            model=name, base_url=fake.url, api_key="test-key", max_tokens=30, streaming=streaming
+        )
+
+    smart, cheap = model("claude-sonnet-4-5"), model("claude-haiku-4-5")
+
+    def researcher(state: Brief) -> Brief:
+        return {"facts": str(cheap.invoke(f"Facts about {state['topic']}").content)}
+
+    def writer(state: Brief) -> Brief:
+        return {"draft": str(smart.invoke(f"Write from: {state['facts']}").content)}
+
+    graph = StateGraph(Brief)
+    graph.add_node("researcher", researcher)
+    graph.add_node("writer", writer)
+    graph.add_edge(START, "researcher")
+    graph.add_edge("researcher", "writer")
+    graph.add_edge("writer", END)
+    return graph.compile(name="claude-newsroom")
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["llm", "llm-streaming"])
+def test_langchain_anthropic_models(instrumented: Any, fake: Any, streaming: bool) -> None:
+    pytest.importorskip("langchain_anthropic", reason="needs langchain-anthropic")
+    budget = {"name": "writer-calls", "match": {"agent": "writer"}, "limit_calls": 1}
+    telemetry = instrumented([budget])
+    graph = claude_newsroom(fake, streaming=streaming)
+
+    graph.invoke({"topic": "rivers"})
+
+    spans = telemetry.spans()
+    by_agent = check_call_tree(spans, {"researcher", "writer"})
+    assert {a: len(c) for a, c in by_agent.items()} == {"researcher": 1, "writer": 1}
+    assert {attr(c, sc.GEN_AI_PROVIDER_NAME) for c in llm_calls(spans)} == {"anthropic"}
+    check_counted_once(spans, fake)
+    check_per_agent_totals(telemetry.processor, by_agent)
+
+    with pytest.raises(BudgetExceeded) as caught:  # the writer's second call
+        graph.invoke({"topic": "glaciers"})
+
+    assert caught.value.budget == "writer-calls"
+    calls = llm_calls(telemetry.spans())
+    decisions = [(attr(c, sc.GEN_AI_AGENT_NAME), attr(c, sc.COSTWARDEN_BUDGET_DECISION)) for c in calls]
+    assert decisions[2:] == [("researcher", "allow"), ("writer", "veto")]
+    assert len(fake.requests) == 3  # the vetoed call was never sent
 
 
 @pytest.mark.e2e

@@ -23,6 +23,7 @@ from costwarden import BudgetExceeded, attribute
 from costwarden import semconv as sc
 from costwarden.instrumentation.pydantic_ai import PydanticAIInstrumentor
 from tests.frameworks._common import (
+    EXAMPLES,
     PER_AGENT_TOTALS,
     ancestors,
     attr,
@@ -203,8 +204,14 @@ async def test_uninstrument(instrumented: Any, fake: Any) -> None:
 
 
 @pytest.mark.e2e
-def test_routing_example(tmp_path: Any, fake: Any) -> None:
-    result = run_example("pydantic_ai_agents.py", tmp_path, fake.openai_base_url, instrument=False)
+@pytest.mark.parametrize("instrument", [False, True], ids=["script", "opentelemetry-instrument"])
+def test_routing_example(tmp_path: Any, fake: Any, instrument: bool) -> None:
+    # as a script the example configures costwarden from examples/routing.yaml itself; under
+    # opentelemetry-instrument the same file is the app's ./costwarden.yaml
+    config = (EXAMPLES / "routing.yaml").read_text() if instrument else ""
+    result = run_example(
+        "pydantic_ai_agents.py", tmp_path, fake.openai_base_url, config, instrument=instrument
+    )
 
     routes = [line.split() for line in result.stdout.splitlines() if " -> " in line]
     assert [(agent, model) for agent, _, model, *_ in routes] == [
