@@ -54,8 +54,7 @@ def instrumented(budgets: Any) -> Iterator[Any]:
 
 
 def newsroom(fake: Any, *, streaming: bool = False, asynchronous: bool = True) -> Any:
-    """researcher -> writer -> critic, each a node calling its own model (the writer is async when
-    the graph runs async)."""
+    """The newsroom graph on langchain-openai's ChatOpenAI models."""
 
     # fresh openai clients: langchain-openai's shared default async client outlives each test's loop
     sync_client = openai.OpenAI(base_url=fake.openai_base_url, api_key="test-key", max_retries=0)
@@ -73,7 +72,11 @@ def newsroom(fake: Any, *, streaming: bool = False, asynchronous: bool = True) -
             streaming=streaming,
         )
 
-    smart, cheap = model("gpt-4o"), model("gpt-4o-mini")
+    return build_newsroom(model("gpt-4o"), model("gpt-4o-mini"), asynchronous=asynchronous)
+
+
+def build_newsroom(smart: Any, cheap: Any, *, asynchronous: bool = False) -> Any:
+    """researcher (cheap) -> writer (smart; async when ``asynchronous``) -> critic (cheap)."""
 
     def researcher(state: Brief) -> Brief:
         return {"facts": str(cheap.invoke(f"Facts about {state['topic']}").content)}
@@ -180,21 +183,7 @@ def claude_newsroom(fake: Any, *, streaming: bool) -> Any:
             model=name, base_url=fake.url, api_key="test-key", max_tokens=30, streaming=streaming
         )
 
-    smart, cheap = model("claude-sonnet-4-5"), model("claude-haiku-4-5")
-
-    def researcher(state: Brief) -> Brief:
-        return {"facts": str(cheap.invoke(f"Facts about {state['topic']}").content)}
-
-    def writer(state: Brief) -> Brief:
-        return {"draft": str(smart.invoke(f"Write from: {state['facts']}").content)}
-
-    graph = StateGraph(Brief)
-    graph.add_node("researcher", researcher)
-    graph.add_node("writer", writer)
-    graph.add_edge(START, "researcher")
-    graph.add_edge("researcher", "writer")
-    graph.add_edge("writer", END)
-    return graph.compile(name="claude-newsroom")
+    return build_newsroom(model("claude-sonnet-4-5"), model("claude-haiku-4-5"))
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["llm", "llm-streaming"])
@@ -207,8 +196,8 @@ def test_langchain_anthropic_models(instrumented: Any, fake: Any, streaming: boo
     graph.invoke({"topic": "rivers"})
 
     spans = telemetry.spans()
-    by_agent = check_call_tree(spans, {"researcher", "writer"})
-    assert {a: len(c) for a, c in by_agent.items()} == {"researcher": 1, "writer": 1}
+    by_agent = check_call_tree(spans, {"researcher", "writer", "critic"})
+    assert {a: len(c) for a, c in by_agent.items()} == {"researcher": 1, "writer": 1, "critic": 1}
     assert {attr(c, sc.GEN_AI_PROVIDER_NAME) for c in llm_calls(spans)} == {"anthropic"}
     check_counted_once(spans, fake)
     check_per_agent_totals(telemetry.processor, by_agent)
@@ -219,8 +208,8 @@ def test_langchain_anthropic_models(instrumented: Any, fake: Any, streaming: boo
     assert caught.value.budget == "writer-calls"
     calls = llm_calls(telemetry.spans())
     decisions = [(attr(c, sc.GEN_AI_AGENT_NAME), attr(c, sc.COSTWARDEN_BUDGET_DECISION)) for c in calls]
-    assert decisions[2:] == [("researcher", "allow"), ("writer", "veto")]
-    assert len(fake.requests) == 3  # the vetoed call was never sent
+    assert decisions[3:] == [("researcher", "allow"), ("writer", "veto")]
+    assert len(fake.requests) == 4  # the vetoed call was never sent
 
 
 @pytest.mark.e2e
