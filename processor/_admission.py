@@ -17,8 +17,8 @@ from costwarden._errors import BudgetExceeded
 from costwarden._types import Admission, CallRequest
 from costwarden.pricing import ModelPrices
 from costwarden.processor._alerts import Alerts
-from costwarden.processor._budgets import Budget, CallKey, Plan
-from costwarden.processor._core import CACHE_LIMIT, NO_CALL, Core, Ticket, active_guards
+from costwarden.processor._budgets import Budget, CallKey, Plan, below
+from costwarden.processor._core import CACHE_LIMIT, NO_CALL, Core, Ticket, call_key
 from costwarden.processor._decisions import (
     UNIT_INDEX,
     Decision,
@@ -29,7 +29,7 @@ from costwarden.processor._decisions import (
     store_down_error,
     unbounded_error,
 )
-from costwarden.processor._spans import ATTRIBUTION_KEYS, attributes_of
+from costwarden.processor._spans import attributes_of
 from costwarden.processor._throttle import Gate
 from costwarden.processor._trim import trim_messages
 from costwarden.stores._base import Amounts, Committed, CounterKey, StoreUnavailable
@@ -41,9 +41,6 @@ _RESERVATION_TTL = 900.0  # seconds a reservation outlives a process that died m
 _PRICES_TTL = 600.0  # seconds a plan trusts its price look-up (the book re-resolves dated prices hourly)
 _NO_GATES: list[Gate] = []
 _ZERO = Decimal(0)
-_INF = float("inf")
-_AGENT, _WORKFLOW, _RUN, _USER, _TASK = ATTRIBUTION_KEYS
-_new_tuple = tuple.__new__  # Amounts(...) without the named tuple's Python-level __new__ (hot path)
 
 
 def price_book() -> Any:
@@ -60,8 +57,6 @@ class Admitter:
         self._alerts = alerts
         self._tickets = core.tickets
         self._foreign_open = core.foreign_open
-        self._plans = core.plans
-        self._timestamp = core.timestamp
         self._gates: dict[CounterKey, Gate] = {}
         self._seq = itertools.count()
         self._prefix = f"{os.getpid():x}.{id(self):x}."
@@ -88,20 +83,8 @@ class Admitter:
         sid = span.get_span_context().span_id
         if self._foreign_open:
             self._claim_foreign_parent(span, sid)
-        get = attributes_of(span).get  # call_key(), inlined: this runs for every call
-        call = (
-            get(_AGENT),
-            get(_WORKFLOW),
-            get(_RUN),
-            get(_USER),
-            get(_TASK),
-            request.model,
-            request.provider,
-            active_guards.get(),
-        )
-        plan = self._plans.get(call)  # Core.plan's cache hit, inlined
-        if plan is None or (plan.valid_until != _INF and self._timestamp() >= plan.valid_until):
-            plan = self._core.plan(call)
+        call = call_key(attributes_of(span), request.model, request.provider)
+        plan = self._core.plan(call)
         if not plan.budgets:
             admission = Admission("allow", model=request.model)
             self._tickets[sid] = Ticket(None, plan, call, foreign, admission)
@@ -145,27 +128,9 @@ class Admitter:
         amount: Amounts,
         decision: Decision,
     ) -> list[Gate]:
-        """The decisions after the reservation that need the fill level but cannot change the
-        reservation: refuse new work, warn, alerts, throttle (a counter surely under all its
-        thresholds is skipped). A refusal releases the reservation before raising."""
-        gates = _NO_GATES
+        """The decisions after the reservation; a refusal releases it before raising."""
         try:
-            usd, tokens, calls = amount
-            for index in plan.soft:  # inlined here: this loop runs for every call
-                budget = plan.budgets[index]
-                state = committed[index]
-                after = (state[0] + usd, state[1] + tokens, state[2] + calls)
-                floors = budget.calm_floors[plan.alert_next[index]]
-                if (
-                    after[0] < floors[0]
-                    and after[1] < floors[1]
-                    and after[2] < floors[2]
-                    and (plan.run_seen[index] or budget.config.refuse_new_work_at is None or call[2] is None)
-                ):
-                    continue  # surely under every threshold, and no new run to record
-                gate = self._slot(span, plan, index, call, state, after, decision, ticket.foreign)
-                if gate is not None:
-                    gates = [*gates, gate]
+            gates = self._after_reserve(span, plan, call, committed, amount, decision, ticket.foreign)
         except BaseException:
             self.abandon(ticket)
             if ticket.foreign:
@@ -219,8 +184,7 @@ class Admitter:
         committed = self._store.peek(plan.reshape_keys)
         for state, index in zip(committed, plan.reshape, strict=True):
             budget = plan.budgets[index]
-            floors = budget.soft_floors  # below(state, floors), inlined
-            if state[0] < floors[0] and state[1] < floors[1] and state[2] < floors[2]:
+            if below(state, budget.soft_floors):
                 continue
             fraction = budget.fraction(state)
             down = budget.downgrade
@@ -267,16 +231,7 @@ class Admitter:
         if plan.strict:
             bound = request.max_input_tokens
             input_tokens = bound if bound is not None else 4 * input_tokens
-        cached = plan.prices  # _prices()'s cache hit, inlined
-        if (
-            cached
-            and cached[0] is pricing.get_price_book()
-            and cached[2] > time.monotonic()
-            and model == plan.model
-        ):
-            prices = cached[1]
-        else:
-            prices = self._prices(plan, model, request.provider)
+        prices = self._prices(plan, model, request.provider)
         usd = prices.estimate(input_tokens, output) if prices is not None else None
         if usd is None:
             usd = _ZERO
@@ -285,8 +240,7 @@ class Admitter:
                 f"costwarden: no price known for model {model!r} ({request.provider}); its calls count "
                 "tokens and calls against budgets but reserve $0 (add it under prices: in costwarden.yaml)",
             )
-        amount: Amounts = _new_tuple(Amounts, (usd, input_tokens + output, 1))
-        return amount
+        return Amounts(usd, input_tokens + output, 1)
 
     @staticmethod
     def _prices(plan: Plan, model: str, provider: str) -> ModelPrices | None:
@@ -314,6 +268,37 @@ class Admitter:
         return admission, _NO_GATES
 
     # -- after reserving -------------------------------------------------------------------------------
+    def _after_reserve(
+        self,
+        span: Any,
+        plan: Plan,
+        call: CallKey,
+        committed: Sequence[Committed],
+        amount: Amounts,
+        decision: Decision,
+        foreign: bool,
+    ) -> list[Gate]:
+        """Decisions that need the fill level but cannot change the reservation: refuse new work,
+        warn, alerts, throttle. A counter surely under all its thresholds is skipped."""
+        gates = _NO_GATES
+        usd, tokens, calls = amount.usd, amount.tokens, amount.calls
+        for index in plan.soft:
+            budget = plan.budgets[index]
+            state = committed[index]
+            after = (state[0] + usd, state[1] + tokens, state[2] + calls)
+            floors = budget.calm_floors[plan.alert_next[index]]
+            if (
+                after[0] < floors[0]
+                and after[1] < floors[1]
+                and after[2] < floors[2]
+                and (plan.run_seen[index] or budget.config.refuse_new_work_at is None or call[2] is None)
+            ):
+                continue  # surely under every threshold, and no new run to record
+            gate = self._slot(span, plan, index, call, state, after, decision, foreign)
+            if gate is not None:
+                gates = [*gates, gate]
+        return gates
+
     def _slot(
         self,
         span: Any,

@@ -13,7 +13,7 @@ from typing import Any
 
 from costwarden import semconv as sc
 from costwarden.config import ConfigError
-from costwarden.processor._budgets import Budget, Plan
+from costwarden.processor._budgets import Budget, Plan, below
 from costwarden.processor._metrics import Instruments
 from costwarden.stores._base import BudgetStore, Committed, CounterKey
 
@@ -82,10 +82,7 @@ class Alerts:
         """Fire the thresholds ``state`` has reached on counter ``slot``; return whether one fired."""
         budget = plan.budgets[slot]
         index = plan.alert_next[slot]
-        if index >= len(budget.alert_at):
-            return False
-        floors = budget.alert_floors[index]  # below(state, floors), inlined: runs for every call
-        if state[0] < floors[0] and state[1] < floors[1] and state[2] < floors[2]:
+        if index >= len(budget.alert_at) or below(state, budget.alert_floors[index]):
             return False
         fired = False
         fraction = budget.fraction(state)

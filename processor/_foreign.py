@@ -38,8 +38,7 @@ class SpanStart:
         self._admitter = admitter
 
     def on_start(self, span: Any) -> None:
-        if self._frames or span.kind is not SpanKind.CLIENT:  # else: nothing to inherit (see _inherit)
-            self._inherit(span)
+        self._inherit(span)
         self._watch_foreign(span)
 
     def _inherit(self, span: Any) -> None:

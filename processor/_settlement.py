@@ -29,7 +29,6 @@ from costwarden.stores._base import Amounts, Committed, StoreUnavailable
 __all__ = ["Settler"]
 
 _ZERO = Decimal(0)
-_new_tuple = tuple.__new__
 
 
 class Settler:
@@ -56,8 +55,7 @@ class Settler:
             if cost is None and ticket.foreign:
                 cost = self._price(attrs, usage)
         ticket.released = True
-        # Amounts(...) without the named tuple's Python-level __new__: this runs for every call
-        actual: Amounts = _new_tuple(Amounts, (cost or _ZERO, usage.input_tokens + usage.output_tokens, 1))
+        actual = Amounts(cost or _ZERO, usage.input_tokens + usage.output_tokens, 1)
         try:
             spent = self._store.settle(ticket.rid or "", ticket.keys, actual) if ticket.keys else []
         except StoreUnavailable as exc:
@@ -68,11 +66,8 @@ class Settler:
         finally:
             for gate in ticket.gates:
                 gate.release()
-        plan = ticket.plan
-        if spent and plan is not None and plan.alert_slots:
-            check = self._alerts.check  # _check_alerts(), inlined
-            for slot in plan.alert_slots:
-                check(plan, slot, spent[slot], None)
+        if spent and ticket.plan is not None and ticket.plan.alert_slots:
+            self._check_alerts(ticket.plan, spent)
         if not ticket.foreign:
             self._record(span, attrs, ticket, usage, cost)
         elif cost is not None:
@@ -152,18 +147,8 @@ class Settler:
     ) -> None:
         start, end = span.start_time, span.end_time
         duration = (end - start) / 1e9 if start is not None and end is not None else None
-        plan = ticket.plan
-        get = attrs.get
-        # _attributes()'s cache hit, inlined (the model sent: a downgrade may have changed it)
-        found = (
-            plan.metric_attributes.get(
-                (get(sc.GEN_AI_OPERATION_NAME), get(sc.GEN_AI_RESPONSE_MODEL), get(sc.GEN_AI_REQUEST_MODEL))
-            )
-            if plan is not None
-            else None
-        )
         self._instruments.call(
-            found if found is not None else self._attributes(attrs, ticket.call, plan),
+            self._attributes(attrs, ticket.call, ticket.plan),
             usage.input_tokens,
             usage.output_tokens,
             duration,

@@ -8,7 +8,6 @@ reserve-and-check is atomic for any number of threads and asyncio tasks.
 from __future__ import annotations
 
 import math
-import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,34 +28,39 @@ __all__ = ["MemoryStore"]
 _ZERO_USD = Decimal(0)
 _UNITS = ("usd", "tokens", "calls")  # Amounts' and Committed's order
 _SWEEP_EVERY = 30.0  # seconds between sweeps of expired reservations and counters
-_ZERO_STATE: Committed = (_ZERO_USD, 0, 0)
-_COMMITTED = operator.attrgetter("com")
-_new_tuple = tuple.__new__
 
 
 class _Counter:
-    """One counter's totals, replaced (not mutated) under the store's lock.
+    """One counter's totals, mutated in place under the store's lock.
 
     It keeps what was spent and what is *committed* (spent plus reserved), not the reserved amount
     itself: every admission reads the committed totals, and keeping them whole saves three additions
-    per counter per call; the reserved amount is their difference. Each is one ``(usd, tokens,
-    calls)`` tuple, replaced whole: admission hands the committed tuples out as they are and
-    settlement the spent ones, with no tuple built per counter to read them."""
+    per counter per call; the reserved amount is their difference."""
 
-    __slots__ = ("com", "members", "spent")
+    __slots__ = ("com_calls", "com_tokens", "com_usd", "members", "spent_calls", "spent_tokens", "spent_usd")
 
     def __init__(self) -> None:
-        self.spent: Committed = _ZERO_STATE
-        self.com: Committed = _ZERO_STATE
+        self.spent_usd = _ZERO_USD
+        self.spent_tokens = 0
+        self.spent_calls = 0
+        self.com_usd = _ZERO_USD
+        self.com_tokens = 0
+        self.com_calls = 0
         self.members: dict[tuple[str, str], int] | None = None
 
     def unreserve(self, amount: Amounts) -> None:
-        usd, tokens, calls = self.com
-        self.com = (usd - amount.usd, tokens - amount.tokens, calls - amount.calls)
+        self.com_usd -= amount.usd
+        self.com_tokens -= amount.tokens
+        self.com_calls -= amount.calls
 
 
-_Reservation = tuple[list[_Counter], Amounts, float]
-"""A reservation in flight: the counters it holds an amount in, the amount, and when it expires."""
+class _Reservation:
+    __slots__ = ("amount", "counters", "expires")
+
+    def __init__(self, counters: list[_Counter], amount: Amounts, expires: float) -> None:
+        self.counters = counters
+        self.amount = amount
+        self.expires = expires
 
 
 class MemoryStore:
@@ -102,9 +106,7 @@ class MemoryStore:
     def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
         """Spent plus reserved for each counter."""
         with self._lock:
-            entry = self._resolved.get(id(keys))  # _counters_for()'s cache hit, inlined (hot path)
-            counters = entry[1] if entry is not None and entry[0] is keys else self._counters_for(keys)
-            return list(map(_COMMITTED, counters))
+            return [(c.com_usd, c.com_tokens, c.com_calls) for c in self._counters_for(keys)]
 
     def reserve(
         self,
@@ -120,47 +122,35 @@ class MemoryStore:
             now = self._clock()
             if now >= self._next_sweep:
                 self._sweep(now)
-            entry = self._resolved.get(id(keys))  # _counters_for()'s cache hit, inlined (hot path)
-            counters = entry[1] if entry is not None and entry[0] is keys else self._counters_for(keys)
-            committed, after = self._after(counters, amount)
-            rejected = self._over(after, limits)
+            counters = self._counters_for(keys)
+            committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
+            rejected = self._over(committed, amount, limits)
             if rejected is not None and now >= self._earliest_expiry:
                 self._sweep(now)  # expired reservations may be what fills the budget
                 counters = self._counters_for(keys)
-                committed, after = self._after(counters, amount)
-                rejected = self._over(after, limits)
+                committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
+                rejected = self._over(committed, amount, limits)
             if rejected is not None:
                 return ReserveResult(False, committed, *rejected)
-            for counter, state in zip(counters, after, strict=True):
-                counter.com = state
+            usd, tokens, calls = amount.usd, amount.tokens, amount.calls
+            for counter in counters:  # inlined: this loop runs for every budget of every call
+                counter.com_usd += usd
+                counter.com_tokens += tokens
+                counter.com_calls += calls
             expires = now + ttl
-            self._reservations[reservation_id] = (counters, amount, expires)
+            self._reservations[reservation_id] = _Reservation(counters, amount, expires)
             if expires < self._earliest_expiry:
                 self._earliest_expiry = expires
-        # ReserveResult(True, committed) without the named tuple's Python-level __new__ (hot path)
-        result: ReserveResult = _new_tuple(ReserveResult, (True, committed, None, None))
-        return result
+        return ReserveResult(True, committed)
 
-    @staticmethod
-    def _after(counters: list[_Counter], amount: Amounts) -> tuple[list[Committed], list[Committed]]:
-        """Each counter's committed totals, and the same plus ``amount``: what a reservation would
-        make them (added once, for both the limit check and the update)."""
-        usd, tokens, calls = amount
-        committed: list[Committed] = []
-        after: list[Committed] = []
-        for counter in counters:  # runs for every budget of every call
-            state = counter.com
-            committed.append(state)
-            c_usd, c_tokens, c_calls = state
-            after.append((c_usd + usd, c_tokens + tokens, c_calls + calls))
-        return committed, after
-
-    def _over(self, after: list[Committed], limits: Sequence[Limits | None]) -> tuple[int, str] | None:
-        """The first (counter index, unit) whose total ``after`` the reservation passes its limit, or None."""
+    def _over(
+        self, committed: list[Committed], amount: Amounts, limits: Sequence[Limits | None]
+    ) -> tuple[int, str] | None:
+        """The first (counter index, unit) that ``amount`` would take past its limit, or None."""
         entry = self._checks.get(id(limits))
         checks = entry[1] if entry is not None and entry[0] is limits else self._limit_checks(limits)
         for index, unit, limit in checks:
-            if after[index][unit] > limit:
+            if committed[index][unit] + amount[unit] > limit:
                 return index, _UNITS[unit]
         return None
 
@@ -185,29 +175,28 @@ class MemoryStore:
         usd, tokens, calls = actual.usd, actual.tokens, actual.calls
         with self._lock:
             reservation = self._reservations.pop(reservation_id, None)
-            entry = self._resolved.get(id(keys))  # _counters_for()'s cache hit, inlined (hot path)
-            counters = entry[1] if entry is not None and entry[0] is keys else self._counters_for(keys)
-            if reservation is not None and reservation[0] is not counters:
+            counters = self._counters_for(keys)
+            if reservation is not None and reservation.counters is not counters:
                 self._unreserve(reservation)
                 reservation = None
-            held = reservation[1] if reservation is not None else ZERO
+            held = reservation.amount if reservation is not None else ZERO
             # committed moves by (actual - held): one subtraction per unit, not one per counter
             d_usd, d_tokens, d_calls = usd - held.usd, tokens - held.tokens, calls - held.calls
-            spent: list[Committed] = []
-            append = spent.append
+            spent = []
             for counter in counters:  # the usual case: the same counters it reserved in, in one pass
-                c_usd, c_tokens, c_calls = counter.com
-                counter.com = (c_usd + d_usd, c_tokens + d_tokens, c_calls + d_calls)
-                s_usd, s_tokens, s_calls = counter.spent
-                append(state := (s_usd + usd, s_tokens + tokens, s_calls + calls))
-                counter.spent = state
+                counter.com_usd += d_usd
+                counter.com_tokens += d_tokens
+                counter.com_calls += d_calls
+                counter.spent_usd += usd
+                counter.spent_tokens += tokens
+                counter.spent_calls += calls
+                spent.append((counter.spent_usd, counter.spent_tokens, counter.spent_calls))
             return spent
 
     @staticmethod
     def _unreserve(reservation: _Reservation) -> None:
-        counters, amount, _ = reservation
-        for counter in counters:
-            counter.unreserve(amount)
+        for counter in reservation.counters:
+            counter.unreserve(reservation.amount)
 
     def release(self, reservation_id: str) -> None:
         """Drop a reservation; nothing is spent."""
@@ -239,8 +228,12 @@ class MemoryStore:
                     CounterState()
                     if c is None
                     else CounterState(
-                        Amounts(*c.spent),
-                        Amounts(c.com[0] - c.spent[0], c.com[1] - c.spent[1], c.com[2] - c.spent[2]),
+                        Amounts(c.spent_usd, c.spent_tokens, c.spent_calls),
+                        Amounts(
+                            c.com_usd - c.spent_usd,
+                            c.com_tokens - c.spent_tokens,
+                            c.com_calls - c.spent_calls,
+                        ),
                     )
                 )
             return states
@@ -255,9 +248,9 @@ class MemoryStore:
         with self._lock:
             usd, tokens, calls = _ZERO_USD, 0, 0
             for c in self._counters.values():
-                usd += c.com[0] - c.spent[0]
-                tokens += c.com[1] - c.spent[1]
-                calls += c.com[2] - c.spent[2]
+                usd += c.com_usd - c.spent_usd
+                tokens += c.com_tokens - c.spent_tokens
+                calls += c.com_calls - c.spent_calls
             return Amounts(usd, tokens, calls)
 
     def close(self) -> None:
@@ -268,10 +261,10 @@ class MemoryStore:
         self._next_sweep = now + _SWEEP_EVERY
         self._resolved.clear()
         self._earliest_expiry = math.inf
-        for rid in [rid for rid, r in self._reservations.items() if r[2] <= now]:
+        for rid in [rid for rid, r in self._reservations.items() if r.expires <= now]:
             self._unreserve(self._reservations.pop(rid))
-        self._earliest_expiry = min((r[2] for r in self._reservations.values()), default=math.inf)
-        live = {id(c) for r in self._reservations.values() for c in r[0]}
+        self._earliest_expiry = min((r.expires for r in self._reservations.values()), default=math.inf)
+        live = {id(c) for r in self._reservations.values() for c in r.counters}
         for key in [k for k, c in self._counters.items() if k.expires_at is not None and k.expires_at <= now]:
             if id(self._counters[key]) not in live:
                 del self._counters[key]
