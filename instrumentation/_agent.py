@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
-from costwarden._attribution import attribute
+from costwarden._attribution import attribute, current_attribution
 from costwarden.instrumentation._safety import best_effort
 
 __all__ = ["AgentScope", "agent_scope", "enrich_agent_span", "new_run_id"]
@@ -72,6 +72,11 @@ class AgentScope:
         attributes: dict[str, AttributeValue] | None = None,
     ) -> None:
         name = f"{operation} {agent or workflow or ''}".strip()
+        # The span carries the run it is part of even where the framework's own spans sit between it
+        # and the workflow span (the processor inherits attribution from the direct parent only).
+        current = current_attribution()
+        workflow = workflow or current.get("workflow")
+        run_id = run_id or current.get("run_id")
         self.span = tracer.start_span(
             name,
             kind=SpanKind.INTERNAL,

@@ -55,14 +55,8 @@ def _team_run(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> M
 
 
 def _agent_turn(agent: Any) -> Mapping[str, Any]:
-    """The agent span's scope, carrying the workflow and run as an enriched autogen-core span does."""
-    current = current_attribution()
     name = getattr(agent, "name", None)
-    return {
-        "agent": name if isinstance(name, str) else None,
-        "workflow": current.get("workflow"),
-        "run_id": current.get("run_id"),
-    }
+    return {"agent": name if isinstance(name, str) else None}
 
 
 def _member_turn(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
