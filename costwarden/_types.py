@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-__all__ = ["Admission", "CallRequest", "Decision", "Usage"]
+__all__ = ["NO_OUTPUT_OPERATIONS", "Admission", "CallRequest", "Decision", "Usage"]
+
+NO_OUTPUT_OPERATIONS = frozenset({"embeddings"})
+"""Operations whose cost is all input: nothing to reserve for output, nothing to wait for in a response."""
 
 Decision = Literal["allow", "alert", "downgrade", "throttle", "trim", "refuse", "veto", "warn"]
 """What admission decided. The strictest decision across all budgets is written on the span."""

@@ -25,7 +25,7 @@ from costwarden import semconv as sc
 from costwarden._attribution import attribution_attributes
 from costwarden._errors import BudgetExceeded
 from costwarden._state import get_processor
-from costwarden._types import Admission, CallRequest, Usage
+from costwarden._types import NO_OUTPUT_OPERATIONS, Admission, CallRequest, Usage
 from costwarden.instrumentation._safety import best_effort
 from costwarden.pricing import get_price_book
 
@@ -261,7 +261,7 @@ class LLMCall:
         stream cut before its usage, or an SDK that drops the usage block (google-genai < 3.1 does for
         embeddings, whose cost is all input)."""
         call = self.request.call
-        if not (info.output_tokens_estimate or call.stream or call.operation == "embeddings"):
+        if not (info.output_tokens_estimate or call.stream or call.operation in NO_OUTPUT_OPERATIONS):
             return None
         return Usage(
             input_tokens=call.estimated_input_tokens,

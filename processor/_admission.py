@@ -14,7 +14,7 @@ from typing import Any
 from costwarden import pricing
 from costwarden import semconv as sc
 from costwarden._errors import BudgetExceeded
-from costwarden._types import Admission, CallRequest
+from costwarden._types import NO_OUTPUT_OPERATIONS, Admission, CallRequest
 from costwarden.pricing import ModelPrices
 from costwarden.processor._alerts import Alerts
 from costwarden.processor._budgets import Budget, CallKey, Plan, below
@@ -36,7 +36,6 @@ from costwarden.stores._base import Amounts, Committed, CounterKey, StoreUnavail
 
 __all__ = ["Admitter", "price_book"]
 
-_NO_OUTPUT_OPERATIONS = frozenset({"embeddings"})
 _RESERVATION_TTL = 900.0  # seconds a reservation outlives a process that died mid-call
 _PRICES_TTL = 600.0  # seconds a plan trusts its price look-up (the book re-resolves dated prices hourly)
 _NO_GATES: list[Gate] = []
@@ -222,7 +221,7 @@ class Admitter:
         """The cost to reserve: input from the request, output from max_tokens or the default; in
         strict mode the worst case (input bounded by the request's size, output by max_tokens)."""
         output = request.max_output_tokens
-        if request.operation in _NO_OUTPUT_OPERATIONS:
+        if request.operation in NO_OUTPUT_OPERATIONS:
             output = 0
         elif output is None:
             if plan.strict:
