@@ -92,6 +92,7 @@ class AG2Instrumentor(HookInstrumentor):
     themselves are priced and budgeted by the provider instrumentations (openai, ...)."""
 
     instruments = _INSTRUMENTS
+    modules = ("autogen", "ag2")
 
     def hooks(self) -> list[Hook]:
         return _classic_hooks()

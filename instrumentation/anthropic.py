@@ -231,6 +231,7 @@ class AnthropicInstrumentor(TargetInstrumentor):
     also installs the budget processor under ``opentelemetry-instrument``)."""
 
     instruments = _INSTRUMENTS
+    modules = ("anthropic",)
 
     def targets(self) -> list[WrapTarget]:
         return _targets()

@@ -120,6 +120,7 @@ class AutoGenAgentChatInstrumentor(HookInstrumentor):
     the LLM calls themselves are priced and budgeted by the openai instrumentation."""
 
     instruments = _INSTRUMENTS
+    modules = ("autogen_agentchat",)
     _modules: ClassVar[list[str]] = []
 
     def hooks(self) -> list[Hook]:

@@ -321,6 +321,7 @@ class BedrockInstrumentor(TargetInstrumentor):
     budget processor before they are sent (``costwarden_bedrock`` entry point)."""
 
     instruments = _INSTRUMENTS
+    modules = ("botocore",)
 
     def targets(self) -> list[WrapTarget]:
         return [WrapTarget("botocore.client", "BaseClient", "_make_api_call", _BedrockDispatch())]

@@ -176,6 +176,7 @@ class CohereInstrumentor(TargetInstrumentor):
     (``costwarden_cohere`` entry point)."""
 
     instruments = _INSTRUMENTS
+    modules = ("cohere",)
 
     def targets(self) -> list[WrapTarget]:
         return _targets()

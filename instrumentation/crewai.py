@@ -62,6 +62,7 @@ class CrewAIInstrumentor(HookInstrumentor):
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_crewai`` entry point."""
 
     instruments = _INSTRUMENTS
+    modules = ("crewai",)
 
     def hooks(self) -> list[Hook]:
         return _hooks()

@@ -236,6 +236,7 @@ class GoogleGenAIInstrumentor(TargetInstrumentor):
     point; also installs the budget processor under ``opentelemetry-instrument``)."""
 
     instruments = _INSTRUMENTS
+    modules = ("google.genai",)
 
     def targets(self) -> list[WrapTarget]:
         return _targets()

@@ -78,6 +78,7 @@ class LangGraphInstrumentor(HookInstrumentor):
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_langgraph`` entry point."""
 
     instruments = _INSTRUMENTS
+    modules = ("langgraph.pregel",)
 
     def hooks(self) -> list[Hook]:
         return _hooks()

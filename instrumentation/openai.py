@@ -326,6 +326,7 @@ class OpenAIInstrumentor(TargetInstrumentor):
     also installs costwarden's budget processor (see :func:`costwarden.configure`)."""
 
     instruments = _INSTRUMENTS
+    modules = ("openai",)
 
     def targets(self) -> list[WrapTarget]:
         return _targets()

@@ -143,6 +143,7 @@ class OpenAIAgentsInstrumentor(CostwardenInstrumentor):
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_openai_agents`` entry point."""
 
     instruments = _INSTRUMENTS
+    modules = ("agents",)
     _mirror: ClassVar[_Mirror] = _Mirror()
 
     def _wrap(self, tracer: trace.Tracer) -> None:

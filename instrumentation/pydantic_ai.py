@@ -126,6 +126,7 @@ class PydanticAIInstrumentor(CostwardenInstrumentor):
     Loaded by ``opentelemetry-instrument`` through the ``costwarden_pydantic_ai`` entry point."""
 
     instruments = _INSTRUMENTS
+    modules = ("pydantic_ai",)
 
     def _wrap(self, tracer: trace.Tracer) -> None:
         from pydantic_ai import Agent
