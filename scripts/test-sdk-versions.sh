@@ -26,7 +26,7 @@ LATEST_AGENT_FRAMEWORKS="ag2[openai]>=0.9,<1 autogen-agentchat>=0.7,<0.8 autogen
 MATRIX=(
   "openai-1.40|openai==1.40.0 httpx<0.28|$OPENAI_TESTS"
   "openai-2.x|openai>=2,<3 ag2[openai]==1.0.0|$OPENAI_TESTS tests/frameworks/test_ag2_v1.py"
-  "agent-frameworks|$LATEST_AGENT_FRAMEWORKS|tests/frameworks"
+  "agent-frameworks|$LATEST_AGENT_FRAMEWORKS|tests/frameworks tests/test_lazy_instrumentation.py"
   "oldest-agent-frameworks|$OLDEST_AGENT_FRAMEWORKS|tests/frameworks"
   "oldest-sdks|$OLDEST_SDKS|$OLDEST_SDK_TESTS"
 )
