@@ -9,12 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
-import os
 import sqlite3
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -26,6 +22,7 @@ from costwarden import BudgetExceeded
 from costwarden import semconv as sc
 from costwarden._attribution import attribute
 from costwarden.testing import Fault
+from tests._apps import run_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -454,25 +451,8 @@ def test_unchanged_app_under_opentelemetry_instrument(tmp_path, fake):
     (tmp_path / "app.py").write_text(E2E_APP)
     (tmp_path / "costwarden.yaml").write_text(E2E_CONFIG)
     ledger = tmp_path / "ledger.db"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "ANTHROPIC_"))},
-        "ANTHROPIC_BASE_URL": fake.url,
-        "ANTHROPIC_API_KEY": "sk-ant-never-recorded",
-        "COSTWARDEN_LEDGER": str(ledger),
-        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-    }
-    bin_dir = Path(sys.executable).parent
-    done = subprocess.run(
-        [str(bin_dir / "opentelemetry-instrument"), sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": "sk-ant-never-recorded"}
+    done = run_app("app.py", tmp_path, env, clear=("ANTHROPIC_",))
 
     assert done.returncode == 0, done.stderr
     # 4 calls admitted, then 2 vetoed: the SDK's own OTel span of each call (anthropic >= 2 emits one

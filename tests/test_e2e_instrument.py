@@ -4,10 +4,8 @@ a receiver in the test and writing the local ledger, against the fake provider."
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -17,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from tests._apps import BIN, run_app
+
 pytestmark = pytest.mark.e2e
 
-BIN = Path(sys.executable).parent
 # Makes opentelemetry-instrument behave as if opentelemetry-distro were not installed.
 WITHOUT_DISTRO = {"OTEL_PYTHON_DISTRO": "not-installed", "OTEL_PYTHON_CONFIGURATOR": "not-installed"}
 
@@ -161,25 +160,13 @@ def _run_app(
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "child.py").write_text(CHILD)
     (tmp_path / "costwarden.yaml").write_text(config)
-    full_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_"))},
+    env = {
         "FAKE_OPENAI_URL": fake.openai_base_url,
         "BIN": str(BIN),
-        "COSTWARDEN_LEDGER": str(tmp_path / "ledger.db"),
-        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
         "OTEL_BSP_SCHEDULE_DELAY": "50",
         **env,
     }
-    return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_app("app.py", tmp_path, env)
 
 
 @pytest.mark.parametrize("distro", ["with-distro", "without-distro"])

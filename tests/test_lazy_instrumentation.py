@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -20,8 +19,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from costwarden.instrumentation._instrumentor import CostwardenInstrumentor
+from tests._apps import BIN, run_app
 
-BIN = Path(sys.executable).parent
 # Import names of every library costwarden instruments, except openai.
 OTHERS = (
     "anthropic",
@@ -56,25 +55,8 @@ APP = textwrap.dedent(
 @pytest.mark.e2e
 def test_an_openai_app_imports_no_other_instrumented_library(tmp_path, fake):
     (tmp_path / "app.py").write_text(APP)
-    env = {
-        "PATH": str(BIN),
-        "HOME": str(tmp_path),
-        "FAKE_OPENAI_URL": fake.openai_base_url,
-        "OTHERS": json.dumps(OTHERS),
-        "COSTWARDEN_LEDGER": str(tmp_path / "ledger.db"),
-        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-    }
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {"FAKE_OPENAI_URL": fake.openai_base_url, "OTHERS": json.dumps(OTHERS)}
+    result = run_app("app.py", tmp_path, env)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"before": [], "after": []}, seen

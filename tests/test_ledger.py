@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from costwarden.ledger import (
     LedgerNotFound,
     resolve_ledger_path,
 )
+from tests._apps import run_app
 
 NOW = datetime.now(UTC)
 
@@ -481,18 +481,12 @@ def test_otel_traces_exporter_costwarden_under_opentelemetry_instrument(tmp_path
     app.write_text(APP)
     path = tmp_path / "auto.db"
     env = {
-        **os.environ,
         "OTEL_SERVICE_NAME": "auto-app",
         "OTEL_TRACES_EXPORTER": "costwarden",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
         "COSTWARDEN_LEDGER": str(path),
     }
-    instrument = Path(sys.executable).parent / "opentelemetry-instrument"
-    done = subprocess.run(
-        [str(instrument), sys.executable, str(app)], env=env, cwd=tmp_path, capture_output=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    done = run_app(app, tmp_path, env)
+    assert done.returncode == 0, done.stderr
     [row] = rows(path)
     assert (row["service"], row["request_model"], row["cost_nanousd"]) == ("auto-app", "gpt-4o", 1_000_000)
 

@@ -3,10 +3,7 @@ context windows and the budgets left, spent down by real openai SDK calls agains
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from costwarden import semconv as sc
 from costwarden.config import ConfigError
 from costwarden.instrumentation._usage import estimate_tokens
 from costwarden.pricing import get_price_book
+from tests._apps import run_app
 
 MESSAGES = [{"role": "user", "content": "Summarise the quarterly numbers in one line."}]
 
@@ -241,18 +239,11 @@ def test_route_is_part_of_the_public_api():
 def test_routing_example_moves_down_the_price_list_as_budgets_run_out(fake, tmp_path, instrument):
     example = Path(__file__).resolve().parent.parent / "examples" / "routing.py"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "OPENAI_"))},
         "OPENAI_BASE_URL": fake.openai_base_url,
         "OPENAI_API_KEY": "test",
         "COSTWARDEN_CONFIG": str(example.with_name("routing.yaml")),
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
     }
-    command = [sys.executable, str(example)]
-    if instrument:
-        command.insert(0, str(Path(sys.executable).parent / "opentelemetry-instrument"))
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = run_app(example, tmp_path, env, instrument=instrument, clear=("OPENAI_",))
 
     assert done.returncode == 0, done.stderr
     routed = [line.split()[:4] for line in done.stdout.splitlines() if " -> " in line]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from costwarden import semconv as sc
+from tests._apps import run_app
 
 # USD per million tokens, from OpenAI's price page: (input, output)
 # USD per million input / output tokens, as the providers publish them
@@ -107,7 +106,6 @@ def check_counted_once(spans: list[ReadableSpan], fake: Any) -> None:
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-BIN = Path(sys.executable).parent
 
 
 def run_example(
@@ -124,20 +122,13 @@ def run_example(
     ``disable``: costwarden instrumentations not to load (other frameworks of the environment)."""
     (tmp_path / "costwarden.yaml").write_text(config)
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTWARDEN_", "OPENAI_"))},
         "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY": "test-key",
-        "COSTWARDEN_LEDGER": str(tmp_path / "ledger.db"),
-        "COSTWARDEN_RAISE_INTERNAL_ERRORS": "1",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
         "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(disable),
     }
-    command = [sys.executable, str(EXAMPLES / example)]
-    if instrument:
-        command.insert(0, str(BIN / "opentelemetry-instrument"))
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    result = run_app(
+        EXAMPLES / example, tmp_path, env, instrument=instrument, clear=("OPENAI_",), timeout=180
+    )
     assert result.returncode == 0, result.stderr
     return result
 
