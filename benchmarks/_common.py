@@ -37,6 +37,39 @@ OUTPUT_TOKEN_KEYS = (
     "llm.usage.completion_tokens",
 )
 
+# Ten budgets, none of which is ever hit (the cost of admitting and settling, not of acting); nine apply
+# to a call by agent `researcher` (benchmarks/overhead.py, benchmarks/processor.py), `writer-only` does not.
+BUDGETS: list[dict[str, Any]] = [
+    {
+        "name": "conversation",
+        "per": ["run_id"],
+        "limit_usd": 1e9,
+        "alert_at": [0.5, 0.8],
+        "downgrade": {"at": 0.99, "to": {"gpt-4o": "gpt-4o-mini"}},
+    },
+    {
+        "name": "researcher-daily",
+        "match": {"agent": "research*"},
+        "limit_usd": 1e9,
+        "period": "day",
+        "throttle": {"at": 0.99, "max_concurrency": 4},
+    },
+    {
+        "name": "all-daily",
+        "limit_usd": 1e9,
+        "limit_tokens": 10**15,
+        "period": "day",
+        "refuse_new_work_at": 0.99,
+    },
+    {"name": "weekly", "limit_usd": 1e9, "period": "week"},
+    {"name": "monthly", "limit_usd": 1e9, "period": "month"},
+    {"name": "per-user", "per": ["user"], "limit_usd": 1e9, "period": "day"},
+    {"name": "per-agent", "per": ["agent"], "limit_calls": 10**12, "period": "hour"},
+    {"name": "per-model", "per": ["model"], "limit_tokens": 10**15},
+    {"name": "turns", "per": ["run_id"], "limit_calls": 10**12, "max_repeats": 10**9},
+    {"name": "writer-only", "match": {"agent": "writer"}, "limit_usd": 1e9},
+]
+
 
 class DropExporter(SpanExporter):
     """Drops every span (what all configurations export to), unless told to keep them for a check."""

@@ -74,38 +74,6 @@ ANTHROPIC_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "openlit": ("OpenLIT", ("openlit",)),
 }
 
-# Ten budgets, none of which is ever hit (the cost of admitting and settling, not of acting).
-BUDGETS: list[dict[str, Any]] = [
-    {
-        "name": "conversation",
-        "per": ["run_id"],
-        "limit_usd": 1e9,
-        "alert_at": [0.5, 0.8],
-        "downgrade": {"at": 0.99, "to": {"gpt-4o": "gpt-4o-mini"}},
-    },
-    {
-        "name": "researcher-daily",
-        "match": {"agent": "research*"},
-        "limit_usd": 1e9,
-        "period": "day",
-        "throttle": {"at": 0.99, "max_concurrency": 4},
-    },
-    {
-        "name": "all-daily",
-        "limit_usd": 1e9,
-        "limit_tokens": 10**15,
-        "period": "day",
-        "refuse_new_work_at": 0.99,
-    },
-    {"name": "weekly", "limit_usd": 1e9, "period": "week"},
-    {"name": "monthly", "limit_usd": 1e9, "period": "month"},
-    {"name": "per-user", "per": ["user"], "limit_usd": 1e9, "period": "day"},
-    {"name": "per-agent", "per": ["agent"], "limit_calls": 10**12, "period": "hour"},
-    {"name": "per-model", "per": ["model"], "limit_tokens": 10**15},
-    {"name": "turns", "per": ["run_id"], "limit_calls": 10**12, "max_repeats": 10**9},
-    {"name": "writer-only", "match": {"agent": "writer"}, "limit_usd": 1e9},
-]
-
 
 # ---------------------------------------------------------------- enabling each configuration
 
@@ -124,7 +92,7 @@ def enable(name: str, telemetry: common.Telemetry, sdk: str = "openai") -> Calla
 
         config: dict[str, Any] = {"ledger": {"enabled": False}}
         if name == "costwarden-10":
-            config["budgets"] = BUDGETS
+            config["budgets"] = common.BUDGETS
         costwarden.configure(config, tracer_provider=tp, meter_provider=mp)
         if name == "costwarden-10":
             return lambda: costwarden.attribute(agent="researcher", workflow="brief", run_id="r1", user="u1")
@@ -371,7 +339,7 @@ def run_memory(base_url: str, calls: int, warmup: int) -> dict[str, Any]:
     common.pin_to_cpu(CLIENT_CPU)
     telemetry = common.Telemetry()
     costwarden.configure(
-        {"ledger": {"enabled": False}, "budgets": BUDGETS},
+        {"ledger": {"enabled": False}, "budgets": common.BUDGETS},
         tracer_provider=telemetry.tracer_provider,
         meter_provider=telemetry.meter_provider,
     )

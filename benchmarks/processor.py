@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
+import _common as common
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,36 +27,6 @@ from costwarden import semconv as sc
 from costwarden._types import CallRequest, Usage
 from costwarden.processor import BudgetSpanProcessor
 
-BUDGETS = [
-    {
-        "name": "conversation",
-        "per": ["run_id"],
-        "limit_usd": 1e9,
-        "alert_at": [0.5, 0.8],
-        "downgrade": {"at": 0.99, "to": {"gpt-4o": "gpt-4o-mini"}},
-    },
-    {
-        "name": "researcher-daily",
-        "match": {"agent": "research*"},
-        "limit_usd": 1e9,
-        "period": "day",
-        "throttle": {"at": 0.99, "max_concurrency": 4},
-    },
-    {
-        "name": "all-daily",
-        "limit_usd": 1e9,
-        "limit_tokens": 10**15,
-        "period": "day",
-        "refuse_new_work_at": 0.99,
-    },
-    {"name": "weekly", "limit_usd": 1e9, "period": "week"},
-    {"name": "monthly", "limit_usd": 1e9, "period": "month"},
-    {"name": "per-user", "per": ["user"], "limit_usd": 1e9, "period": "day"},
-    {"name": "per-agent", "per": ["agent"], "limit_calls": 10**12, "period": "hour"},
-    {"name": "per-model", "per": ["model"], "limit_tokens": 10**15},
-    {"name": "turns", "per": ["run_id"], "limit_calls": 10**12, "max_repeats": 10**9},
-    {"name": "writer-only", "match": {"agent": "writer"}, "limit_usd": 1},  # does not apply
-]
 # A more usual shape: one budget per agent (only the caller's applies), a per-run cap and a daily total.
 BUDGETS_PER_AGENT = [
     *(
@@ -91,7 +63,7 @@ def _medians_us(runs: list[Callable[[], None]], calls: int, rounds: int = 9) -> 
 
 
 def _admitted(
-    meter_provider: MeterProvider, budgets: list[dict[str, object]] = BUDGETS
+    meter_provider: MeterProvider, budgets: list[dict[str, Any]] = common.BUDGETS
 ) -> tuple[Callable[[], None], BudgetSpanProcessor]:
     processor = BudgetSpanProcessor({"budgets": budgets}, meter_provider=meter_provider)
     provider = TracerProvider()

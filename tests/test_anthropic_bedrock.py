@@ -9,7 +9,6 @@ the same time, must not count them a second time.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -28,6 +27,8 @@ from costwarden.instrumentation.anthropic import AnthropicInstrumentor
 from costwarden.instrumentation.bedrock import BedrockInstrumentor
 from costwarden.pricing import get_price_book
 from costwarden.testing._bedrock import ANTHROPIC_VERSIONS
+from tests import test_anthropic_instrumentation as anthropic_calls
+from tests.test_anthropic_instrumentation import MESSAGES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -35,7 +36,6 @@ HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
 SONNET = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 # aws.amazon.com/bedrock/pricing, USD per million tokens: (input, output)
 PUBLISHED = {HAIKU: (Decimal("0.80"), Decimal("4.00"))}
-MESSAGES = [{"role": "user", "content": "Name three rivers in Europe and say one thing about each."}]
 CREDENTIALS = {"aws_access_key": "AKIDEXAMPLE", "aws_secret_key": "dummy-secret", "aws_region": "us-east-1"}
 
 
@@ -59,32 +59,13 @@ def aclient(fake: Any) -> Any:
 
 
 def create(client: Any, aclient: Any, mode: str, stream: bool = False, **kwargs: Any) -> Any:
-    """One messages.create call, sync or async; a stream is read to the end (its events returned)."""
-    kwargs = {"model": HAIKU, "max_tokens": 40, "messages": MESSAGES, **kwargs}
-    if mode == "sync":
-        result = client.messages.create(stream=stream, **kwargs)
-        return list(result) if stream else result
-
-    async def go() -> Any:
-        result = await aclient.messages.create(stream=stream, **kwargs)
-        return [e async for e in result] if stream else result
-
-    return asyncio.run(go())
+    """One messages.create call of the Bedrock model, as the anthropic tests make it."""
+    return anthropic_calls.create(client, aclient, mode, stream, **{"model": HAIKU, **kwargs})
 
 
 def stream_helper(client: Any, aclient: Any, mode: str, **kwargs: Any) -> tuple[str, Any]:
-    """messages.stream(): the text read through ``text_stream`` and the final message."""
-    kwargs = {"model": HAIKU, "max_tokens": 40, "messages": MESSAGES, **kwargs}
-    if mode == "sync":
-        with client.messages.stream(**kwargs) as stream:
-            return "".join(stream.text_stream), stream.get_final_message()
-
-    async def go() -> tuple[str, Any]:
-        async with aclient.messages.stream(**kwargs) as stream:
-            text = "".join([t async for t in stream.text_stream])
-            return text, await stream.get_final_message()
-
-    return asyncio.run(go())
+    """messages.stream() on the Bedrock model: the text read through ``text_stream`` and the final message."""
+    return anthropic_calls.stream_helper(client, aclient, mode, **{"model": HAIKU, **kwargs})
 
 
 def assert_one_bedrock_span(telemetry: Any, fake: Any, stream: bool) -> Any:

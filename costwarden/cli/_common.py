@@ -14,7 +14,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 import click
 
-from costwarden._ledger import ENV_LEDGER, Ledger, LedgerError, resolve_ledger_path
+from costwarden.ledger import ENV_LEDGER, Ledger, LedgerError, resolve_ledger_path
 
 __all__ = [
     "EXIT_OK",

@@ -14,7 +14,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from costwarden._ledger import DIMENSIONS, PERIODS, Report, Spend
 from costwarden.cli._common import (
     EXIT_OK,
     echo_json,
@@ -25,6 +24,7 @@ from costwarden.cli._common import (
     parse_since,
     user_errors,
 )
+from costwarden.ledger import DIMENSIONS, PERIODS, Report, Spend
 
 __all__ = ["report", "top"]
 
