@@ -68,7 +68,8 @@ def configure(
     ``$COSTWARDEN_CONFIG`` or ``./costwarden.yaml``, and no budgets if neither exists), installs the
     budget processor on ``tracer_provider`` (default: the global SDK provider, created from the
     ``OTEL_*`` variables if there is none yet), adds the local spend ledger unless the config turns it
-    off, and instruments every LLM SDK costwarden supports that is installed.
+    off, and instruments every LLM SDK and agent framework costwarden supports that is installed:
+    each is wrapped when the app imports it (at once if it already has), so none is imported here.
 
     Returns the installed :class:`costwarden.processor.BudgetSpanProcessor`. Raises
     :class:`costwarden.config.ConfigError` for a bad configuration. Calling it again replaces the
