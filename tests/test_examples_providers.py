@@ -1,15 +1,15 @@
 """The anthropic, google-genai, Bedrock and Cohere examples run against the local fake provider and print the
-spend of each agent."""
+spend of each agent, as plain scripts (the SDK imported before costwarden is configured) and under
+``opentelemetry-instrument`` (the SDK wrapped when the app imports it)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests._apps import run_app
 
 AWS_TEST_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -27,15 +27,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("anthropic_agents.py", {"ANTHROPIC_BASE_URL": "{url}"}),
     ],
 )
-def test_example_prints_spend_per_agent(fake: Any, example: str, env: dict[str, str]) -> None:
-    environment = {**os.environ, **{k: v.format(url=fake.url) for k, v in env.items()}}
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / example)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@pytest.mark.parametrize("instrument", [False, True], ids=["script", "opentelemetry-instrument"])
+def test_example_prints_spend_per_agent(
+    fake: Any, tmp_path: Path, example: str, env: dict[str, str], instrument: bool
+) -> None:
+    environment = {k: v.format(url=fake.url) for k, v in env.items()}
+    done = run_app(EXAMPLES / example, tmp_path, environment, instrument=instrument)
 
     assert done.returncode == 0, done.stderr
     table = done.stdout.split("spend by agent:\n")[1]
