@@ -121,7 +121,7 @@ class AutoGenAgentChatInstrumentor(HookInstrumentor):
 
     instruments = _INSTRUMENTS
     modules = ("autogen_agentchat",)
-    _modules: ClassVar[list[str]] = []
+    _span_callers: ClassVar[list[str]] = []  # the modules whose trace_invoke_agent_span is wrapped
 
     def hooks(self) -> list[Hook]:
         hooks: list[Hook] = [ScopeHook(_GROUP_CHAT, "BaseGroupChat", "run_stream", _team_run)]
@@ -135,10 +135,10 @@ class AutoGenAgentChatInstrumentor(HookInstrumentor):
 
     def _wrap(self, tracer: trace.Tracer) -> None:
         super()._wrap(tracer)
-        AutoGenAgentChatInstrumentor._modules = _wrap_agent_spans()
+        AutoGenAgentChatInstrumentor._span_callers = _wrap_agent_spans()
 
     def _unwrap(self) -> None:
         super()._unwrap()
-        for name in AutoGenAgentChatInstrumentor._modules:
+        for name in AutoGenAgentChatInstrumentor._span_callers:
             unwrap(importlib.import_module(name), _AGENT_SPAN)
-        AutoGenAgentChatInstrumentor._modules = []
+        AutoGenAgentChatInstrumentor._span_callers = []

@@ -13,7 +13,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from costwarden import semconv as sc
 from tests._apps import run_app
 
-# USD per million tokens, from OpenAI's price page: (input, output)
 # USD per million input / output tokens, as the providers publish them
 PUBLISHED = {
     "gpt-4o": (2.5, 10.0),
