@@ -143,6 +143,7 @@ def fullest(budget: Budget, state: Committed) -> tuple[Unit, Decimal | int, Deci
 
 def _fmt(value: Decimal | int, unit: str) -> str:
     if unit != "usd":
-        return f"{int(value)} {unit}"
+        count = int(value)
+        return f"{count} {unit if count != 1 else unit.rstrip('s')}"
     whole, _, cents = f"{Decimal(value):.6f}".partition(".")
     return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"

@@ -80,7 +80,8 @@ def test_veto_sends_nothing_and_raises_budget_exceeded(
     exc = raised.value
     assert (exc.budget, exc.unit, exc.limit, exc.scope) == ("two-calls", "calls", 2, {"run_id": "r-veto"})
     assert exc.spent == 2
-    assert "two-calls" in str(exc)
+    assert "budget 'two-calls' (run_id=r-veto, period run) has 2 calls of its 2 calls limit" in str(exc)
+    assert str(exc).endswith("this call may need 1 call more")
     vetoed = telemetry.llm_spans()[-1]
     assert vetoed.status.status_code == StatusCode.ERROR
     assert vetoed.attributes[sc.COSTWARDEN_BUDGET_DECISION] == "veto"
