@@ -25,6 +25,7 @@ from decimal import Decimal
 from importlib.metadata import version
 from typing import Any, Final, NamedTuple
 
+from costwarden._fork import on_fork
 from costwarden._types import Usage
 
 __all__ = [
@@ -313,6 +314,11 @@ class PriceBook:
         }
         self._cache: dict[tuple[str, str | None], tuple[ModelPrices | None, float]] = {}
         self._warned: set[str] = set()
+        self._lock = threading.Lock()
+        on_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: a lock of its own (another thread of the parent may have held it)."""
         self._lock = threading.Lock()
 
     def prices(self, model: str, provider: str | None = None) -> ModelPrices | None:

@@ -14,6 +14,7 @@ from typing import Any
 from costwarden import pricing
 from costwarden import semconv as sc
 from costwarden._errors import BudgetExceeded
+from costwarden._fork import on_fork
 from costwarden._types import NO_OUTPUT_OPERATIONS, Admission, CallRequest
 from costwarden.pricing import ModelPrices
 from costwarden.processor._alerts import Alerts
@@ -58,7 +59,19 @@ class Admitter:
         self._foreign_open = core.foreign_open
         self._gates: dict[CounterKey, Gate] = {}
         self._seq = itertools.count()
-        self._prefix = f"{os.getpid():x}.{id(self):x}."
+        self._prefix = self._reservation_prefix()
+        on_fork(after_in_child=self._forked)
+
+    def _reservation_prefix(self) -> str:
+        """Unique to this admitter in this process: reservation ids in a shared store never collide."""
+        return f"{os.getpid():x}.{id(self):x}."
+
+    def _forked(self) -> None:
+        """In a forked child: reservation ids of its own (workers forked from one process would
+        otherwise reuse the same ids, and a store drops the reservation an id held when it is reused),
+        and no throttle slots (the parent's holders never release them here)."""
+        self._prefix = self._reservation_prefix()
+        self._gates.clear()
 
     def reserve(
         self, span: Any, request: CallRequest, *, foreign: bool = False

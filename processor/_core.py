@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
+from costwarden._fork import on_fork
 from costwarden._types import Admission
 from costwarden.config import CostwardenConfig
 from costwarden.processor._budgets import Budget, CallKey, Plan, build_plan
@@ -117,6 +118,14 @@ class Core:
 
         self.now = clock.now
         self.timestamp = clock.timestamp
+        on_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's calls in flight are not this process's (their spans never
+        end here); attribution frames stay, as the child may go on inside its parent's agent span."""
+        self.lock = threading.Lock()
+        self.tickets.clear()
+        self.foreign_open.clear()
 
     def plan(self, call: CallKey) -> Plan:
         """The cached plan of ``call``, rebuilt when a period it covers has ended."""

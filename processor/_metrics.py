@@ -16,6 +16,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from costwarden import semconv as sc
+from costwarden._fork import on_fork
 
 __all__ = ["CallAttributes", "Instruments", "call_attributes"]
 
@@ -60,6 +61,7 @@ class Instruments:
         # instead of an SDK measurement (the same cumulative sum reaches every exporter).
         self._cost_lock = threading.Lock()
         self._cost_totals: dict[tuple[tuple[str, str], ...], list[Any]] = {}
+        on_fork(after_in_child=self._forked)
         meter.create_observable_counter(
             sc.METRIC_COST,
             callbacks=[self._observe_cost],
@@ -120,6 +122,11 @@ class Instruments:
                     return  # a flood of attribute sets (high-cardinality metrics on): stop growing
                 total = self._cost_totals[attributes.cost_key] = [attributes.cost, 0.0]
             total[1] += float(cost)
+
+    def _forked(self) -> None:
+        """In a forked child: its cost counter counts its own calls (the parent reports its own)."""
+        self._cost_lock = threading.Lock()
+        self._cost_totals.clear()
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._cost_lock:

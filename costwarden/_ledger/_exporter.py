@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from costwarden._fork import on_fork
 from costwarden._ledger._errors import LedgerError
 from costwarden._ledger._paths import resolve_ledger_path
 from costwarden._ledger._rows import is_ledger_span, span_row
@@ -40,6 +41,9 @@ class LedgerExporter(SpanExporter):
     directory, and ``retention_days`` from the configuration (90 by default). Rows older than
     ``retention_days`` are deleted when the ledger is first written and then every
     ``prune_interval`` seconds; ``retention_days=0`` keeps everything.
+
+    A process forked from one that has written the ledger opens its own connection (the parent's is
+    kept in the child, unused and never closed: SQLite's rule for connections across ``fork()``).
     """
 
     def __init__(
@@ -66,6 +70,16 @@ class LedgerExporter(SpanExporter):
         self._next_prune = float("-inf")
         self._warned: set[str] = set()
         self._shutdown = False
+        self._parents: list[sqlite3.Connection] = []
+        on_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: a lock of its own (the parent's export thread may have held it), and
+        the next export opens a connection of its own."""
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            self._parents.append(self._conn)
+            self._conn = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write the model calls among ``spans`` in one transaction."""

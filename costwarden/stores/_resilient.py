@@ -15,6 +15,9 @@
 * **Reservations made while down** do not exist in the store (``reserve`` raised, the processor's
   ``fail`` policy decided); their spend arrives through the settlement queue like any other.
 
+A process forked from this one starts with an empty queue: what is queued is the parent's to apply
+(both applying it would count it twice).
+
 A settlement whose reply was lost (a timeout after the server applied it) is queued and applied again:
 spend may be counted twice, never lost.
 """
@@ -28,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from costwarden._fork import on_fork
 from costwarden.stores._base import (
     Amounts,
     BudgetStore,
@@ -73,6 +77,13 @@ class ResilientStore:
         self._down_until = 0.0
         self._down_reason = ""
         self._warned = False
+        on_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: locks of its own, and none of the parent's queue."""
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._queue.clear()
 
     @property
     def pending(self) -> int:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from costwarden._fork import on_fork
 from costwarden.stores._base import (
     ZERO,
     Amounts,
@@ -69,6 +70,9 @@ class MemoryStore:
     Counters whose period has ended (``CounterKey.expires_at``) and reservations past their ``ttl``
     are swept every 30 seconds (on the next reservation), and at once when a reservation is refused
     while one has expired. ``period: run`` counters are kept for the life of the process.
+
+    A process forked from this one starts with a copy of the totals spent so far and none of the
+    reservations: the calls in flight are the parent's, and never end in the child.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -84,6 +88,8 @@ class MemoryStore:
         self._clock = clock
         self._next_sweep = clock() + _SWEEP_EVERY
         self._earliest_expiry = math.inf
+        # fork() waits for the lock, so that a child never copies totals halfway through an update
+        on_fork(before=self._hold, after_in_parent=self._let_go, after_in_child=self._forked)
 
     # -- hot path ----------------------------------------------------------------------------------
     def _counter(self, key: CounterKey) -> _Counter:
@@ -216,6 +222,20 @@ class MemoryStore:
                 seen += 1
                 counter.members[(kind, member)] = seen
             return seen
+
+    def _hold(self) -> None:
+        self._lock.acquire()
+
+    def _let_go(self) -> None:
+        self._lock.release()
+
+    def _forked(self) -> None:
+        """In a forked child: a lock of its own, and the parent's reservations released."""
+        self._lock = threading.Lock()
+        for reservation in self._reservations.values():
+            self._unreserve(reservation)
+        self._reservations.clear()
+        self._earliest_expiry = math.inf
 
     # -- slow path ---------------------------------------------------------------------------------
     def read(self, keys: Sequence[CounterKey]) -> dict[CounterKey, CounterState]:

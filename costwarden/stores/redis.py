@@ -23,7 +23,8 @@ exact up to 2^53 nano-dollars (about 9 million USD) per counter.
 Failures. Connection errors and timeouts (``socket_timeout`` = the store timeout, one immediate
 reconnect attempt on a stale connection, none on a timeout) raise
 :class:`~costwarden.stores._base.StoreUnavailable`; redis-py's pool reconnects on the next call.
-:meth:`RedisStore.release` only knows reservations made by this process (others expire by TTL).
+:meth:`RedisStore.release` only knows reservations made by this process (others expire by TTL); a
+process forked from this one knows none (redis-py's pool opens the child's own connections).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from redis.cluster import RedisCluster, key_slot
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from costwarden._fork import on_fork
 from costwarden.stores._base import (
     Amounts,
     Committed,
@@ -256,6 +258,12 @@ class RedisStore:
         self._prune_at = 1024
         self._indexed: set[CounterKey] = set()
         self._lock = threading.Lock()
+        on_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: a lock of its own, and none of the parent's reservations."""
+        self._lock = threading.Lock()
+        self._held.clear()
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.05, **options: Any) -> RedisStore:

@@ -13,6 +13,10 @@
   minute, with their member sets.
 * **Schema** version is ``PRAGMA user_version`` (now 1); a file written by a newer schema is refused.
 
+* **Fork.** A process forked from one that has the store open opens its own connection; the parent's
+  is kept, unused and never closed, in the child (SQLite's rule: closing it there could remove what
+  the parent still needs).
+
 A locked database (the busy timeout passed) or an I/O error raises
 :class:`~costwarden.stores._base.StoreUnavailable`. ``synchronous=NORMAL``: a power cut may lose the
 last few transactions, never corrupt the file.
@@ -30,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from costwarden._fork import on_fork
 from costwarden.stores._base import (
     Amounts,
     Committed,
@@ -119,18 +124,25 @@ class SqliteStore:
         self._run_ttl = run_ttl
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._pid = 0
+        self._parents: list[sqlite3.Connection] = []
         self._next_cleanup = 0.0
         with self._lock:
             self._connection()
+        on_fork(after_in_child=self._forked)
 
     # -- connection and transactions ---------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
-        """The connection of this process (a forked child opens its own; lock held)."""
-        if self._conn is None or self._pid != os.getpid():
+        """The connection of this process (lock held)."""
+        if self._conn is None:
             self._conn = self._connect()
-            self._pid = os.getpid()
         return self._conn
+
+    def _forked(self) -> None:
+        """In a forked child: a lock of its own; the next call opens a connection of its own."""
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            self._parents.append(self._conn)
+            self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -231,7 +243,7 @@ class SqliteStore:
     def close(self) -> None:
         """Close this process's connection; the file keeps everything."""
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
+            if self._conn is not None:
                 self._conn.close()
             self._conn = None
 
