@@ -67,9 +67,11 @@ def configure(
     Loads the configuration (``config`` is a path or a dict in the file's format; by default
     ``$COSTWARDEN_CONFIG`` or ``./costwarden.yaml``, and no budgets if neither exists), installs the
     budget processor on ``tracer_provider`` (default: the global SDK provider, created from the
-    ``OTEL_*`` variables if there is none yet), adds the local spend ledger unless the config turns it
-    off, and instruments every LLM SDK and agent framework costwarden supports that is installed:
-    each is wrapped when the app imports it (at once if it already has), so none is imported here.
+    ``OTEL_*`` variables if there is none yet), wraps its sampler so that the LLM calls it drops are
+    still recorded and counted (:class:`costwarden.processor.RecordLLMCalls`; exported traces are
+    unchanged), adds the local spend ledger unless the config turns it off, and instruments every LLM
+    SDK and agent framework costwarden supports that is installed: each is wrapped when the app
+    imports it (at once if it already has), so none is imported here.
 
     Returns the installed :class:`costwarden.processor.BudgetSpanProcessor`. Raises
     :class:`costwarden.config.ConfigError` for a bad configuration. Calling it again replaces the
@@ -87,6 +89,7 @@ def configure(
         store = open_store(settings.store, timeout=settings.store_timeout)
         processor = BudgetSpanProcessor(settings, store=store, meter_provider=meter_provider)
         if id(provider) not in _providers_with_slot:
+            _record_llm_calls(provider)
             provider.add_span_processor(_ProcessorSlot())
             _providers_with_slot.add(id(provider))
             _add_ledger(provider, settings)
@@ -147,6 +150,14 @@ def _price_overrides(settings: Any) -> dict[str, Any]:
     }
 
 
+def _record_llm_calls(provider: TracerProvider) -> None:
+    """Budgets count every call: LLM spans the provider's sampler drops are recorded, not exported."""
+    from costwarden.processor import RecordLLMCalls
+
+    if not isinstance(provider.sampler, RecordLLMCalls):
+        provider.sampler = RecordLLMCalls(provider.sampler)
+
+
 def _add_ledger(provider: TracerProvider, settings: Any) -> None:
     """The local SQLite spend ledger, unless turned off or already configured as an OTel exporter."""
     ledger = getattr(settings, "ledger", None)
@@ -155,14 +166,12 @@ def _add_ledger(provider: TracerProvider, settings: Any) -> None:
     exporters = {name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")}
     if "costwarden" in exporters:
         return
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    from costwarden.ledger import LedgerExporter
+    from costwarden.ledger import LedgerExporter, LedgerSpanProcessor
 
     path = getattr(ledger, "path", None)
     retention = getattr(ledger, "retention_days", None)
     exporter = LedgerExporter(Path(path) if path else None, retention_days=retention)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    provider.add_span_processor(LedgerSpanProcessor(exporter))
 
 
 def _instrument_all(provider: TracerProvider) -> None:

@@ -153,8 +153,9 @@ class Admitter:
             self._tickets.pop(span.get_span_context().span_id, None)
             self._core.warn_once(
                 "unsampled",
-                "costwarden: a sampler dropped an LLM span; budgets cannot count "
-                "calls whose spans are not recorded (use a sampler that records them)",
+                "costwarden: an LLM span was not recorded (its tracer's sampler dropped it: a tracer "
+                "obtained before costwarden.configure() wrapped the provider's sampler); budgets cannot "
+                "count calls whose spans are not recorded",
             )
         return gates
 

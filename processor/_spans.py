@@ -47,7 +47,7 @@ def attributes_of(span: Any) -> Mapping[str, Any]:
     inner = getattr(getattr(span, "_attributes", None), "_dict", None)
     if isinstance(inner, dict):
         return inner
-    return dict(span.attributes or {})
+    return dict(getattr(span, "attributes", None) or {})  # a span not recorded has none
 
 
 def _first(attrs: Mapping[str, Any], names: tuple[str, ...]) -> Any:

@@ -224,13 +224,34 @@ def test_ledger_is_the_default_exporter(tmp_path, fake):
     with sqlite3.connect(tmp_path / "ledger.db") as db:
         rows = db.execute("select count(*) from sqlite_master where type = 'table'").fetchone()
     assert rows[0] >= 1
+    agents = _spend_by_agent(tmp_path / "ledger.db")
+    assert agents["planner"]["calls"] == 5
+    assert agents["planner"]["cost_usd"] > 0
+    assert (agents["looper"]["calls"], agents["looper"]["vetoed"]) == (5, 2)
+
+
+def _spend_by_agent(ledger: Path) -> dict[str, Any]:
     listing = subprocess.run(
-        [str(BIN / "costwarden"), "top", "--by", "agent", "--json", "--ledger", str(tmp_path / "ledger.db")],
+        [str(BIN / "costwarden"), "top", "--by", "agent", "--json", "--ledger", str(ledger)],
         capture_output=True,
         text=True,
     )
     assert listing.returncode == 0, listing.stderr
-    agents = {row["key"]: row for row in json.loads(listing.stdout)["rows"]}
+    return {row["key"]: row for row in json.loads(listing.stdout)["rows"]}
+
+
+def test_calls_the_trace_sampler_drops_are_still_budgeted_and_in_the_ledger(tmp_path, fake, receiver):
+    env = {
+        "OTEL_TRACES_SAMPLER": "always_off",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    result = _run_app(tmp_path, fake, env)
+    assert result.returncode == 0, result.stderr
+    assert "DONE vetoed 2" in result.stdout, result.stdout + result.stderr
+    assert receiver.llm_spans() == [], "the exported traces follow the app's sampler"
+    agents = _spend_by_agent(tmp_path / "ledger.db")
     assert agents["planner"]["calls"] == 5
     assert agents["planner"]["cost_usd"] > 0
     assert (agents["looper"]["calls"], agents["looper"]["vetoed"]) == (5, 2)
