@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from costwarden.stores import BudgetStore, open_store
-from costwarden.stores._base import Amounts, CounterKey, Limits
+from costwarden.stores._base import Amounts, CounterKey, CounterState, Limits
 
 D = Decimal
 RUN = CounterKey("conversation", (("run_id", "r-1"),), "run")
@@ -201,3 +201,42 @@ def test_scope_values_that_look_like_separators_do_not_collide(store: BudgetStor
     store.settle("", [a], CALL)
     store.settle("", [b], CALL)
     assert store.peek([c]) == [(0, 0, 0)]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_run_counter_without_calls_for_run_ttl_is_forgotten(kind: str, tmp_path: Path) -> None:
+    from costwarden.stores.memory import MemoryStore
+    from costwarden.stores.sqlite import SqliteStore
+
+    clock = FakeClock()
+    hour = 3600.0
+    store: BudgetStore = (
+        MemoryStore(clock=clock, run_ttl=hour)
+        if kind == "memory"
+        else SqliteStore(tmp_path / "budgets.db", clock=clock, run_ttl=hour)
+    )
+    idle = CounterKey("conversation", (("run_id", "finished"),), "run")
+    active = CounterKey("conversation", (("run_id", "going-on"),), "run")
+    unlimited = [None]
+
+    def call(key: CounterKey) -> None:  # a reservation then its settlement (the stores sweep on these)
+        assert store.reserve("r", [key], CALL, unlimited, ttl=60).ok
+        store.settle("r", [key], CALL)
+
+    call(idle)
+    call(active)
+    clock.now += 31
+    call(active)
+    clock.now += hour
+    call(active)
+    clock.now += 61
+    call(active)
+
+    assert [k.scope for k in store.counters("conversation", "run")] == [active.scope]
+    assert store.read([idle, active]) == {
+        idle: CounterState(),
+        active: CounterState(spent=Amounts(D("1.00"), 400, 4)),
+    }
+    call(idle)  # a run that comes back after that long starts again from zero
+    assert store.read([idle])[idle].spent == CALL
+    store.close()

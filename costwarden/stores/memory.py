@@ -29,6 +29,7 @@ __all__ = ["MemoryStore"]
 _ZERO_USD = Decimal(0)
 _UNITS = ("usd", "tokens", "calls")  # Amounts' and Committed's order
 _SWEEP_EVERY = 30.0  # seconds between sweeps of expired reservations and counters
+_RUN_TTL = 30 * 86400.0  # seconds a `period: run` counter is kept without a call (as the shared stores)
 
 
 class _Counter:
@@ -38,7 +39,17 @@ class _Counter:
     itself: every admission reads the committed totals, and keeping them whole saves three additions
     per counter per call; the reserved amount is their difference."""
 
-    __slots__ = ("com_calls", "com_tokens", "com_usd", "members", "spent_calls", "spent_tokens", "spent_usd")
+    __slots__ = (
+        "com_calls",
+        "com_tokens",
+        "com_usd",
+        "idle_since",
+        "members",
+        "seen",
+        "spent_calls",
+        "spent_tokens",
+        "spent_usd",
+    )
 
     def __init__(self) -> None:
         self.spent_usd = _ZERO_USD
@@ -48,6 +59,10 @@ class _Counter:
         self.com_tokens = 0
         self.com_calls = 0
         self.members: dict[tuple[str, str], int] | None = None
+        # For forgetting idle `period: run` counters: the call counts the last sweep saw, and since when
+        # they have not moved (kept by the sweep, so the hot path does not time-stamp every update).
+        self.seen: tuple[int, int] | None = None
+        self.idle_since = 0.0
 
     def unreserve(self, amount: Amounts) -> None:
         self.com_usd -= amount.usd
@@ -69,14 +84,17 @@ class MemoryStore:
 
     Counters whose period has ended (``CounterKey.expires_at``) and reservations past their ``ttl``
     are swept every 30 seconds (on the next reservation), and at once when a reservation is refused
-    while one has expired. ``period: run`` counters are kept for the life of the process.
+    while one has expired. ``period: run`` counters are forgotten ``run_ttl`` seconds (30 days, as in
+    the SQLite and Redis stores) after their last call, so that a service with a budget per run does
+    not keep every run it ever served.
 
     A process forked from this one starts with a copy of the totals spent so far and none of the
     reservations: the calls in flight are the parent's, and never end in the child.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, run_ttl: float = _RUN_TTL) -> None:
         self._lock = threading.Lock()
+        self._run_ttl = run_ttl
         self._counters: dict[CounterKey, _Counter] = {}
         # The processor passes the same keys tuple for every call with the same plan: resolving it
         # once saves hashing every CounterKey on every call. Keyed by id, checked by identity.
@@ -285,6 +303,17 @@ class MemoryStore:
             self._unreserve(self._reservations.pop(rid))
         self._earliest_expiry = min((r.expires for r in self._reservations.values()), default=math.inf)
         live = {id(c) for r in self._reservations.values() for c in r.counters}
-        for key in [k for k, c in self._counters.items() if k.expires_at is not None and k.expires_at <= now]:
+        for key in [k for k, c in self._counters.items() if self._done(k, c, now)]:
             if id(self._counters[key]) not in live:
                 del self._counters[key]
+
+    def _done(self, key: CounterKey, counter: _Counter, now: float) -> bool:
+        """Whether a counter may be forgotten: its period has ended, or (``period: run``) it has had no
+        call for ``run_ttl`` seconds, as far as the sweeps can tell."""
+        if key.expires_at is not None:
+            return key.expires_at <= now
+        calls = (counter.spent_calls, counter.com_calls)
+        if calls != counter.seen:
+            counter.seen, counter.idle_since = calls, now
+            return False
+        return now - counter.idle_since >= self._run_ttl
