@@ -337,6 +337,48 @@ def test_veto_sends_nothing_and_raises_budget_exceeded(budgets, fake, client, ac
     assert sc.GEN_AI_USAGE_COST_AMOUNT not in vetoed.attributes
 
 
+def _agent_loop(rounds: int) -> list[dict[str, Any]]:
+    """An agent's history: earlier rounds with a tool call each, then the latest question and its tool
+    call answered, the request that follows a tool result."""
+    history: list[dict[str, Any]] = []
+    for n in range(rounds):
+        call = {"type": "tool_use", "id": f"toolu_{n:04d}", "name": "search", "input": {"q": f"river {n}"}}
+        result = {"type": "tool_result", "tool_use_id": call["id"], "content": "found " + "data " * 40}
+        history += [
+            {"role": "user", "content": f"question {n} " + "words " * 30},
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [result]},
+            {"role": "assistant", "content": f"answer {n} " + "words " * 30},
+        ]
+    return history
+
+
+def test_the_fake_refuses_tool_results_parted_from_their_tool_calls(telemetry, fake, client):
+    history = _agent_loop(2)
+    with pytest.raises(anthropic.BadRequestError, match="unexpected `tool_use_id`"):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=history[2:])
+    with pytest.raises(anthropic.BadRequestError, match="without `tool_result` blocks immediately after"):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=history[:2] + history[3:])
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=history)
+
+
+def test_trim_context_keeps_tool_calls_with_their_results(budgets, fake, client):
+    trim = {"at": 0.0, "max_input_tokens": 400}
+    telemetry = budgets({"budgets": [{"name": "b", "limit_usd": 10, "trim_context": trim}]})
+    history = _agent_loop(6)[:-1]  # the request after the last round's tool result
+    before = [dict(m) for m in history]
+
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=history)
+
+    sent = fake.requests[-1].body["messages"]  # the fake refuses a tool_result without its tool_use
+    assert history == before, "the app's list is left alone"
+    assert len(sent) < len(history)
+    assert sent[0]["role"] == "user"
+    assert isinstance(sent[0]["content"], str), "what is sent starts with a question, not a tool result"
+    assert sent[-3:] == history[-3:], "the latest round is sent whole"
+    assert telemetry.one_span().attributes[sc.COSTWARDEN_CONTEXT_TRIMMED_TOKENS] > 0
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_count_tokens_makes_no_span_and_spends_no_budget(budgets, fake, client, aclient, mode):
     telemetry = budgets({"budgets": [{"name": "one-call", "limit_calls": 1}]})

@@ -209,6 +209,56 @@ def test_trim_context_drops_oldest_turns_but_not_system_or_latest_user() -> None
     h.finish(span, admission)
 
 
+# The same agent round in each provider's shape: a question, a tool call, its result, an answer.
+ROUNDS = {
+    "openai": lambda n: [
+        {"role": "user", "content": f"q{n} " * 40},
+        {"role": "assistant", "tool_calls": [{"id": f"c{n}", "type": "function"}], "content": None},
+        {"role": "tool", "tool_call_id": f"c{n}", "content": "r " * 40},
+        {"role": "assistant", "content": f"a{n} " * 40},
+    ],
+    "anthropic": lambda n: [
+        {"role": "user", "content": f"q{n} " * 40},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": f"t{n}", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{n}", "content": "r " * 40}]},
+        {"role": "assistant", "content": f"a{n} " * 40},
+    ],
+    "bedrock": lambda n: [
+        {"role": "user", "content": [{"text": f"q{n} " * 40}]},
+        {"role": "assistant", "content": [{"toolUse": {"toolUseId": f"t{n}", "name": "f", "input": {}}}]},
+        {
+            "role": "user",
+            "content": [{"toolResult": {"toolUseId": f"t{n}", "content": [{"text": "r " * 40}]}}],
+        },
+        {"role": "assistant", "content": [{"text": f"a{n} " * 40}]},
+    ],
+    "gemini": lambda n: [
+        {"role": "user", "parts": [{"text": f"q{n} " * 40}]},
+        {"role": "model", "parts": [{"function_call": {"name": "f", "args": {}}}]},
+        {"role": "user", "parts": [{"function_response": {"name": "f", "response": {"r": "r " * 40}}}]},
+        {"role": "model", "parts": [{"text": f"a{n} " * 40}]},
+    ],
+}
+
+
+@pytest.mark.parametrize("shape", list(ROUNDS))
+def test_trim_drops_whole_rounds_so_no_tool_result_loses_its_call(shape: str) -> None:
+    from costwarden.processor._trim import trim_messages
+
+    rounds = [ROUNDS[shape](n) for n in range(5)]
+    latest = rounds[-1][:3]  # the request after the latest tool result
+    messages = [m for r in rounds[:-1] for m in r] + latest
+
+    trimmed, dropped = trim_messages(messages, 200)
+
+    assert trimmed is not None
+    assert dropped > 0
+    assert trimmed[-3:] == latest, "the latest round is kept whole"
+    kept = [r for r in rounds[:-1] if r[0] in trimmed]
+    assert kept, "only as many rounds as needed are dropped"
+    assert trimmed == [m for r in kept for m in r] + latest, "whole rounds, oldest first"
+
+
 def test_strictest_decision_wins_across_budgets() -> None:
     h = make_harness(
         {

@@ -226,6 +226,7 @@ def messages(req: Request) -> JsonResponse | SseResponse:
         return count(req)
     if not isinstance(req.body.get("messages"), list) or not req.body["messages"]:
         raise HttpError(400, "messages: Field required (a non-empty list)")
+    _check_tool_pairs(req.body["messages"])
     blocks, stop_reason = _reply(req, model)
     prompt = _prompt(req, model)
     thought = sum(b.tokens for b in blocks if b.kind == "thinking")
@@ -240,6 +241,38 @@ def messages(req: Request) -> JsonResponse | SseResponse:
         return SseResponse(_events(head, blocks, stop_reason, usage), usage)
     body = {**head, "content": [b.body() for b in blocks], "stop_reason": stop_reason}
     return JsonResponse({**body, "stop_sequence": None, "usage": usage}, usage=usage)
+
+
+def _ids(message: Any, kind: str, key: str) -> list[str]:
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return []
+    return [str(b.get(key)) for b in content if isinstance(b, dict) and b.get("type") == kind]
+
+
+def _check_tool_pairs(messages: list[Any]) -> None:
+    """As the API does: each ``tool_use`` answered by a ``tool_result`` in the next message, and each
+    ``tool_result`` answering a ``tool_use`` of the previous one."""
+    for index, message in enumerate(messages):
+        asked = _ids(messages[index - 1], "tool_use", "id") if index else []
+        for answered in _ids(message, "tool_result", "tool_use_id"):
+            if answered not in asked:
+                raise HttpError(
+                    400,
+                    f"messages.{index}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{answered}. Each `tool_result` block must have a corresponding `tool_use` block in "
+                    "the previous message.",
+                )
+        if index + 1 < len(messages):
+            answered_next = set(_ids(messages[index + 1], "tool_result", "tool_use_id"))
+            missing = [i for i in _ids(message, "tool_use", "id") if i not in answered_next]
+            if missing:
+                raise HttpError(
+                    400,
+                    f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately "
+                    f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                    "`tool_result` block in the next message.",
+                )
 
 
 def count(req: Request) -> JsonResponse:
