@@ -17,6 +17,7 @@ from typing import Any
 
 from costwarden import pricing
 from costwarden._state import get_processor
+from costwarden.config import CostwardenConfig
 from costwarden.instrumentation._usage import estimate_tokens
 
 __all__ = ["NoModelFits", "Quote", "Route", "cheapest"]
@@ -115,12 +116,11 @@ def cheapest(
     if outputs is None:
         outputs = config.default_max_output_tokens if config is not None else _DEFAULT_OUTPUT_TOKENS
     declared = _declared_capabilities(config, capabilities)
-    windows = {name.lower(): m.context_window for name, m in (config.models if config else {}).items()}
     ceiling = Decimal(str(max_cost_usd)) if max_cost_usd is not None else None
 
     quotes = []
     for model, provider in quotes_in:
-        quote = _quote(model, provider, wanted, declared, windows, inputs, outputs, ceiling, attribution)
+        quote = _quote(model, provider, wanted, declared, config, inputs, outputs, ceiling, attribution)
         quotes.append(quote)
     fitting = [q for q in quotes if q.rejection is None and q.estimated_cost is not None]
     if not fitting:
@@ -168,7 +168,7 @@ def _quote(
     provider: str | None,
     wanted: Sequence[str],
     declared: Mapping[str, frozenset[str]],
-    windows: Mapping[str, int | None],
+    config: CostwardenConfig | None,
     inputs: int,
     outputs: int,
     ceiling: Decimal | None,
@@ -188,7 +188,7 @@ def _quote(
     if missing:
         shown = ", ".join(sorted(has)) if has else "none declared"
         return rejected(f"lacks capability {', '.join(map(repr, missing))} (has: {shown})")
-    window = windows.get(model.lower()) or prices.context_window
+    window = (config.context_window(model) if config is not None else None) or prices.context_window
     if window is not None and inputs + outputs > window:
         return rejected(f"{inputs + outputs} tokens do not fit its {window}-token context window")
     if ceiling is not None and cost > ceiling:

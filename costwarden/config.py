@@ -266,6 +266,14 @@ class CostwardenConfig(_Model):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def context_window(self, model: str) -> int | None:
+        """``models.<model>.context_window`` (names match case-insensitively), or None if not declared."""
+        wanted = model.lower()
+        for name, declared in self.models.items():
+            if name.lower() == wanted and declared.context_window is not None:
+                return declared.context_window
+        return None
+
 
 # -- loading ----------------------------------------------------------------------------------------
 def load_config(

@@ -203,7 +203,7 @@ class Admitter:
             down = budget.downgrade
             if down is not None and fraction >= down.at and admission.model == request.model:
                 target = down.target(request.model)
-                if target is not None:
+                if target is not None and self._fits(budget, request, target, tokens):
                     admission.model = target
                     decision.downgraded_by = budget.name
                     decision.take("downgrade", budget.name)
@@ -217,6 +217,22 @@ class Admitter:
                     decision.take("trim", budget.name)
                     self._instruments.decision("trim", budget.name)
         return tokens
+
+    def _fits(self, budget: Budget, request: CallRequest, target: str, input_tokens: int) -> bool:
+        """Whether the call fits ``target``'s context window (declared under ``models:``, else the price
+        database's; unknown: it fits). A downgrade the provider would refuse is not made."""
+        output = request.max_output_tokens or self._core.config.default_max_output_tokens
+        prices = pricing.get_price_book().prices(target, request.provider)
+        window = self._core.config.context_window(target) or (prices.context_window if prices else None)
+        if window is None or input_tokens + output <= window:
+            return True
+        self._core.warn_once(
+            f"downgrade-window:{budget.name}:{target}",
+            f"costwarden: budget {budget.name!r} would downgrade {request.model!r} to {target!r}, but a "
+            f"call of {input_tokens + output} tokens does not fit {target!r}'s {window}-token context "
+            f"window; such calls are sent to {request.model!r} as asked",
+        )
+        return False
 
     def _check_repeats(self, span: Any, plan: Plan, call: CallKey, fingerprint: int) -> None:
         member = f"{call[2] or ''}:{fingerprint:x}"

@@ -85,6 +85,21 @@ def test_downgrade_map_leaves_unlisted_models_alone() -> None:
     assert h.call().model == "big"
 
 
+def test_no_downgrade_to_a_model_whose_context_window_the_call_does_not_fit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = make_harness(
+        {
+            "models": {"Small": {"context_window": 1000}},
+            "budgets": [{"name": "b", "limit_usd": 1, "downgrade": {"at": 0, "to": "small"}}],
+        }
+    )
+    assert h.call(input_tokens=2000, max_tokens=100).model == "big", "the provider would refuse it"
+    assert h.spans()[-1].attributes[sc.COSTWARDEN_BUDGET_DECISION] == "allow"
+    assert "does not fit 'small''s 1000-token context window" in caplog.text
+    assert h.call(input_tokens=800, max_tokens=100).model == "small"
+
+
 def test_veto_raises_with_fields_releases_and_marks_the_span() -> None:
     h = make_harness({"budgets": [{"name": "conversation", "per": ["run_id"], "limit_usd": 0.03}]})
     h.call(run_id="r-7")
