@@ -52,6 +52,7 @@ class CallRequest:
     model: str
     estimated_input_tokens: int
     max_output_tokens: int | None = None
+    """The output limit of one completion (the request's ``max_tokens``), None when it set none."""
     stream: bool = False
     content: Any = None
     """The request's prompt (messages, input...), from which :attr:`fingerprint` is computed."""
@@ -61,6 +62,9 @@ class CallRequest:
     """Computes an upper bound on the input tokens (e.g. the prompt's length in bytes), which
     ``strict`` budgets reserve; called only when one does (walking a long prompt on every call would
     cost more than the rest of admission). None: they reserve four times ``estimated_input_tokens``."""
+    choices: int = 1
+    """How many completions the request asks for (OpenAI ``n``, Gemini ``candidate_count``): each may
+    produce up to ``max_output_tokens``, and each is billed."""
     _fingerprint: int | None = field(default=None, repr=False, compare=False)
 
     @property

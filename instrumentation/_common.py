@@ -15,6 +15,7 @@ from costwarden.instrumentation._usage import read_path
 
 __all__ = [
     "as_plain",
+    "choice_count",
     "given",
     "numeric_params",
     "raw_response_parser",
@@ -30,6 +31,11 @@ def given(kwargs: Mapping[str, Any], key: str) -> Any:
     if value is None or type(value).__name__ in ("NotGiven", "Omit"):
         return None
     return value
+
+
+def choice_count(value: Any) -> int:
+    """How many completions a request asks for (``n``, ``candidate_count``…): a positive int, else 1."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def raw_response_parser(result: Any) -> Any:

@@ -26,6 +26,7 @@ from costwarden import semconv as sc
 from costwarden._types import CallRequest, Usage
 from costwarden.instrumentation._common import (
     as_plain,
+    choice_count,
     numeric_params,
     response_attributes,
     server_attributes,
@@ -129,6 +130,9 @@ class _Operation:
         stop = read_path(config, "stop_sequences")
         if stop:
             attributes[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
+        choices = choice_count(read_path(config, "candidate_count"))
+        if choices != 1:
+            attributes[sc.GEN_AI_REQUEST_CHOICE_COUNT] = choices
         plain = as_plain(contents)
         estimate = estimate_tokens(plain) + estimate_tokens(as_plain(read_path(config, "system_instruction")))
         call = CallRequest(
@@ -140,6 +144,7 @@ class _Operation:
             stream=self.stream,
             content=plain,
             messages=contents if self.name != "embeddings" and isinstance(contents, list) else None,
+            choices=choices,
         )
         return RequestInfo(call=call, attributes=attributes, input_messages=plain)
 

@@ -16,8 +16,8 @@ from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
 from costwarden._types import CallRequest
+from costwarden.instrumentation._common import choice_count, raw_response_parser
 from costwarden.instrumentation._common import given as _given
-from costwarden.instrumentation._common import raw_response_parser
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
 from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import (
@@ -135,6 +135,9 @@ class _Operation:
         stop = _given(kwargs, "stop")
         if stop is not None:
             attributes[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else list(stop)
+        choices = choice_count(_given(kwargs, "n"))
+        if choices != 1:
+            attributes[sc.GEN_AI_REQUEST_CHOICE_COUNT] = choices
         extra = _given(kwargs, self.extra_content_key) if self.extra_content_key else None
         estimate = estimate_tokens(content) + estimate_tokens(extra)
         if isinstance(content, list) and content and isinstance(content[0], int):
@@ -151,6 +154,7 @@ class _Operation:
             ),
             content=content,
             messages=content if self.name == "chat" and self.content_key == "messages" else None,
+            choices=max(choices, choice_count(_given(kwargs, "best_of"))),  # best_of: all are billed
         )
         return RequestInfo(call=call, attributes=attributes, input_messages=content)
 

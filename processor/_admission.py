@@ -248,8 +248,9 @@ class Admitter:
     def _estimate(
         self, span: Any, plan: Plan, request: CallRequest, model: str, input_tokens: int
     ) -> Amounts:
-        """The cost to reserve: input from the request, output from max_tokens or the default; in
-        strict mode the worst case (input bounded by the request's size, output by max_tokens)."""
+        """The cost to reserve: input from the request, output from max_tokens or the default (times
+        the completions asked for); in strict mode the worst case (input bounded by the request's size,
+        output by max_tokens)."""
         output = request.max_output_tokens
         if request.operation in NO_OUTPUT_OPERATIONS:
             output = 0
@@ -257,6 +258,7 @@ class Admitter:
             if plan.strict:
                 refuse(span, self._instruments, "veto", unbounded_error(plan))
             output = self._core.config.default_max_output_tokens
+        output *= request.choices
         if plan.strict:
             bound = request.max_input_tokens
             input_tokens = bound if bound is not None else 4 * input_tokens

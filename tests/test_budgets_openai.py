@@ -150,6 +150,20 @@ def test_trim_context_sends_fewer_turns_and_leaves_the_apps_list_alone(budgets, 
     assert telemetry.one_span().attributes[sc.COSTWARDEN_CONTEXT_TRIMMED_TOKENS] > 0
 
 
+def test_each_completion_asked_for_is_reserved(budgets, fake, openai_client):
+    telemetry = budgets({"budgets": [{"name": "tokens", "limit_tokens": 2000, "strict": True}]})
+    openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=600)
+    sent = len(fake.requests)
+
+    # four completions of up to 600 tokens each may cost 2400 output tokens: more than the budget holds
+    with pytest.raises(BudgetExceeded) as raised:
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=600, n=4)
+
+    assert len(fake.requests) == sent, "refused before sending"
+    assert raised.value.unit == "tokens"
+    assert telemetry.llm_spans()[-1].attributes[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 4
+
+
 def test_runaway_loop_guard(budgets, fake, openai_client):
     budgets({"budgets": [{"name": "loop", "per": ["run_id"], "max_repeats": 3}]})
     with attribute(run_id="loop-run"):
