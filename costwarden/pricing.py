@@ -162,6 +162,23 @@ class ModelPrices:
         total = Decimal(input_tokens * per_token[0] + output_tokens * per_token[1]).scaleb(-12)
         return total + self.per_request if self.per_request else total
 
+    def worst_case(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """The most a call of ``input_tokens`` in and ``output_tokens`` out can cost: its input all
+        written to the provider's cache and its output all reasoning, where those are priced higher
+        (strict budgets reserve this)."""
+        return max(
+            self.cost(
+                Usage(
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cache_write_tokens=input_tokens if cache_write else 0,
+                    reasoning_tokens=output_tokens if reasoning else 0,
+                )
+            )
+            for cache_write in (False, True)
+            for reasoning in (False, True)
+        )
+
     def _cost_tiered(self, usage: Usage) -> Decimal:
         tokens_in = usage.input_tokens
 

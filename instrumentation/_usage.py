@@ -87,15 +87,42 @@ def estimate_tokens(value: Any, _depth: int = 0) -> int:
     return 0
 
 
+IMAGE_TOKEN_BOUND = 10_000
+"""Tokens strict budgets reserve at least for an image: above what the providers charge for their
+largest accepted image (OpenAI, Anthropic and Gemini bill a few hundred to a few thousand)."""
+_IMAGE_KINDS = frozenset({"image", "image_url", "input_image"})
+_FILE_KEYS = ("file_data", "inline_data", "fileData", "inlineData")  # Gemini parts, with a MIME type
+
+
+def _is_image(part: Mapping[str, Any]) -> bool:
+    if part.get("type") in _IMAGE_KINDS or "image_url" in part:
+        return True
+    files = (part.get(key) for key in _FILE_KEYS)
+    return any(
+        isinstance(f, Mapping) and str(f.get("mime_type", f.get("mimeType", ""))).startswith("image/")
+        for f in files
+    )
+
+
 def input_token_bound(value: Any, _depth: int = 0) -> int:
     """An upper bound on the tokens in a request, for strict budgets: a token is at least one byte of
-    UTF-8 text, plus a few tokens of framing per message. Never below the real count."""
+    UTF-8 text, plus a few tokens of framing per message, and an image part at most
+    :data:`IMAGE_TOKEN_BOUND` (one given by URL has no bytes here to bound it). Never below the real
+    count, except for audio, video and documents given by reference (a URL or file id), whose tokens
+    depend on a length this cannot see."""
     if isinstance(value, str):
         return len(value) if value.isascii() else len(value.encode("utf-8"))
-    if _depth > 6 or value is None:
+    if value is None:
         return 0
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    if _depth > 6:  # deeper than messages and content parts go: bound what is left by its text
+        return len(repr(value).encode("utf-8"))
     if isinstance(value, Mapping):
-        return 8 + sum(input_token_bound(v, _depth + 1) for v in value.values())
+        parts = sum(input_token_bound(v, _depth + 1) for v in value.values())
+        if _is_image(value):
+            parts = max(parts, IMAGE_TOKEN_BOUND)
+        return 8 + parts
     if isinstance(value, list | tuple):
         return 4 + sum(input_token_bound(v, _depth + 1) for v in value)
     if isinstance(value, int):

@@ -29,7 +29,13 @@ from costwarden._types import CallRequest
 from costwarden.instrumentation._common import numeric_params, response_attributes, server_attributes
 from costwarden.instrumentation._core import Operation, RequestInfo, ResponseInfo
 from costwarden.instrumentation._instrumentor import TargetInstrumentor
-from costwarden.instrumentation._usage import UsageMap, estimate_tokens, read_path, usage_from
+from costwarden.instrumentation._usage import (
+    UsageMap,
+    estimate_tokens,
+    input_token_bound,
+    read_path,
+    usage_from,
+)
 from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["BedrockInstrumentor"]
@@ -136,6 +142,11 @@ class _Operation:
             estimated_input_tokens=estimate_tokens(content) + estimate_tokens(extra),
             max_output_tokens=max_tokens,
             stream=self.stream,
+            input_bound=lambda: (
+                input_token_bound(content)
+                + input_token_bound(extra)
+                + input_token_bound(source.get("toolConfig") or source.get("tools"))
+            ),
             content=content,
             messages=content if isinstance(content, list) else None,
         )

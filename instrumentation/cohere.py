@@ -26,7 +26,13 @@ from costwarden.instrumentation._common import (
 )
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
 from costwarden.instrumentation._instrumentor import TargetInstrumentor
-from costwarden.instrumentation._usage import UsageMap, estimate_tokens, read_path, usage_from
+from costwarden.instrumentation._usage import (
+    UsageMap,
+    estimate_tokens,
+    input_token_bound,
+    read_path,
+    usage_from,
+)
 from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["CohereInstrumentor"]
@@ -93,6 +99,9 @@ class _Operation:
             estimated_input_tokens=estimate_tokens(content),
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
             stream=self.stream,
+            input_bound=lambda: (
+                input_token_bound(content) + input_token_bound(as_plain(_given(kwargs.get("tools"))))
+            ),
             content=content,
             messages=content if self.name == "chat" and isinstance(content, list) else None,
         )

@@ -33,7 +33,13 @@ from costwarden.instrumentation._common import (
 )
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
 from costwarden.instrumentation._instrumentor import TargetInstrumentor
-from costwarden.instrumentation._usage import UsageMap, estimate_tokens, read_path, usage_from
+from costwarden.instrumentation._usage import (
+    UsageMap,
+    estimate_tokens,
+    input_token_bound,
+    read_path,
+    usage_from,
+)
 from costwarden.instrumentation._wrap import WrapTarget
 
 __all__ = ["GoogleGenAIInstrumentor"]
@@ -142,6 +148,11 @@ class _Operation:
             estimated_input_tokens=estimate,
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
             stream=self.stream,
+            input_bound=lambda: (
+                input_token_bound(plain)
+                + input_token_bound(as_plain(read_path(config, "system_instruction")))
+                + input_token_bound(as_plain(read_path(config, "tools")))
+            ),
             content=plain,
             messages=contents if self.name != "embeddings" and isinstance(contents, list) else None,
             choices=choices,

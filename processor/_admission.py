@@ -249,8 +249,8 @@ class Admitter:
         self, span: Any, plan: Plan, request: CallRequest, model: str, input_tokens: int
     ) -> Amounts:
         """The cost to reserve: input from the request, output from max_tokens or the default (times
-        the completions asked for); in strict mode the worst case (input bounded by the request's size,
-        output by max_tokens)."""
+        the completions asked for); in strict mode the worst case (input bounded by the request's size
+        and priced as cache writes where those cost more, output bounded by max_tokens)."""
         output = request.max_output_tokens
         if request.operation in NO_OUTPUT_OPERATIONS:
             output = 0
@@ -263,7 +263,10 @@ class Admitter:
             bound = request.max_input_tokens
             input_tokens = bound if bound is not None else 4 * input_tokens
         prices = self._prices(plan, model, request.provider)
-        usd = prices.estimate(input_tokens, output) if prices is not None else None
+        usd = None
+        if prices is not None:
+            estimate = prices.worst_case if plan.strict else prices.estimate
+            usd = estimate(input_tokens, output)
         if usd is None:
             usd = _ZERO
             self._core.warn_once(

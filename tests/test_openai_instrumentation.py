@@ -500,3 +500,17 @@ def test_concurrent_calls_each_get_their_own_span(telemetry, fake, openai_client
             span.attributes[sc.GEN_AI_AGENT_NAME]
             == f"agent-{(span.attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] - 5) % 4}"
         )
+
+
+def test_the_strict_input_bound_covers_images_bytes_and_deep_tool_schemas() -> None:
+    from costwarden.instrumentation._usage import IMAGE_TOKEN_BOUND, input_token_bound
+
+    by_url = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    assert input_token_bound([by_url]) >= IMAGE_TOKEN_BOUND  # the URL's bytes say nothing of the image
+    gemini = {"file_data": {"file_uri": "gs://bucket/cat.png", "mime_type": "image/png"}}
+    assert input_token_bound([gemini]) >= IMAGE_TOKEN_BOUND
+    assert input_token_bound({"inline_data": {"data": b"\x00" * 50_000, "mime_type": "audio/wav"}}) >= 50_000
+    deep: dict[str, object] = {"description": "x" * 500}
+    for _ in range(10):  # nested schemas go deeper than messages and content parts do
+        deep = {"type": "object", "properties": {"field": deep}}
+    assert input_token_bound([{"type": "function", "function": {"parameters": deep}}]) >= 500

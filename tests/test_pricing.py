@@ -111,6 +111,30 @@ def test_estimate_prices_input_and_output():
     )
 
 
+@pytest.mark.parametrize(
+    ("model", "provider"),
+    [("claude-sonnet-4-5", "anthropic"), ("gpt-4o", "openai"), ("gemini-2.5-pro", "google")],
+)
+def test_worst_case_is_never_below_any_way_the_call_can_be_billed(model: str, provider: str) -> None:
+    prices = PriceBook().prices(model, provider)
+    assert prices is not None
+    worst = prices.worst_case(300_000, 2000)
+    for write in (0, 1, 150_000, 300_000):
+        for read in (0, 100_000):
+            usage = Usage(
+                300_000, 2000, cache_read_tokens=read, cache_write_tokens=min(write, 300_000 - read)
+            )
+            assert prices.cost(usage) <= worst
+    assert worst >= prices.estimate(300_000, 2000)
+
+
+def test_worst_case_prices_input_as_cache_writes_where_those_cost_more() -> None:
+    prices = PriceBook().prices("claude-sonnet-4-5", "anthropic")
+    assert prices is not None
+    assert prices.worst_case(1000, 100) == prices.cost(Usage(1000, 100, cache_write_tokens=1000))
+    assert prices.worst_case(1000, 100) > prices.estimate(1000, 100)
+
+
 def test_cache_is_bounded():
     book = PriceBook({"known": {"input": 1, "output": 1}})
     for i in range(5000):
