@@ -23,12 +23,13 @@ import pytest
 
 from costwarden import BudgetExceeded, attribute
 from costwarden.ledger import LedgerExporter
-from costwarden.stores import ResilientStore, StoreUnavailable
+from costwarden.stores import ResilientStore
 from costwarden.stores._base import Amounts, CounterKey
 from costwarden.testing import Fault
 from tests._processor_kit import _test_prices, make_harness  # noqa: F401 - the prices fixture
 from tests._redis import RedisServer
 from tests.test_ledger import Recorder, llm_attributes, rows
+from tests.test_stores_redis_outage import _until_up
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
 
@@ -224,16 +225,6 @@ def test_settlements_queued_while_the_store_is_down_are_applied_once_not_by_each
     assert _until_up(store.flush) == 1
     assert _until_up(lambda: store.read([ALL_CALLS]))[ALL_CALLS].spent.calls == 1
     harness.processor.shutdown()
-
-
-def _until_up(call: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + HANG
-    while True:
-        try:
-            return call()
-        except StoreUnavailable:
-            assert time.monotonic() < deadline, "the store never came back"
-            time.sleep(0.05)
 
 
 @pytest.fixture
