@@ -310,3 +310,22 @@ def test_prices_of_an_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_passes_its_options_through(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--help"]) == EXIT_OK
     assert "--runs" in capsys.readouterr().out
+
+
+# --- names are data, not markup --------------------------------------------------------------------
+def test_names_with_brackets_are_shown_as_they_are(tmp_path: Path) -> None:
+    """rich reads ``[...]`` as markup: an agent called ``team[red]`` or a budget called ``a[/]`` must
+    neither crash the table nor lose its brackets."""
+    path = tmp_path / "brackets.db"
+    rec = Recorder(LedgerExporter(path))
+    rec.call(llm_attributes(agent="team[red]", cost=0.30))
+    rec.call(llm_attributes(agent="x[/]", cost=0.20))
+    rec.close()
+    for args in (["top", "--ledger", str(path)], ["report", "--ledger", str(path), "--date", f"{NOW:%Y-%m-%d}"]):
+        result = invoke(*args)
+        assert result.exit_code == EXIT_OK, result.output
+        assert "team[red]" in result.output and "x[/]" in result.output
+    (tmp_path / "costwarden.yaml").write_text("budgets:\n  - {name: 'a[/]', limit_usd: 5}\n")
+    result = invoke("status")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "a[/]" in result.output

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from costwarden.cli._common import EXIT_OK, Problem, echo_json, load_user_config, money, user_errors
 
@@ -122,8 +123,8 @@ def _status_table(rows: list[Any]) -> Table:
         style = "red" if (row.percent or 0) >= 100 else "yellow" if (row.percent or 0) >= 80 else None
         resets = "never" if row.resets_at is None else f"{row.resets_at:%Y-%m-%d %H:%M %Z}"
         table.add_row(
-            row.budget,
-            scope,
+            Text(row.budget),  # Text: names and attribution values are data, not markup
+            Text(scope),
             _amount(row.spent, row.unit),
             _amount(row.limit, row.unit),
             used,

@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from costwarden.cli._common import (
     EXIT_OK,
@@ -78,7 +80,7 @@ def top(by: str, since: datetime, limit: int | None, as_json: bool, ledger_path:
         return EXIT_OK
     console = Console()
     if not rows:
-        console.print(f"No calls since {_when(since)} in {path}.")
+        console.print(f"No calls since {_when(since)} in {escape(str(path))}.")
         return EXIT_OK
     console.print(_spend_table(f"Spend by {by} since {_when(since)}", by, rows, total))
     return EXIT_OK
@@ -155,7 +157,7 @@ def _print_report(result: Report) -> None:
     console = Console()
     span = f"{result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} {result.start:%Z}"
     total = result.total
-    console.print(f"[bold]Spend for {result.period} {result.label}[/] ({span})")
+    console.print(f"[bold]Spend for {result.period} {escape(result.label)}[/] ({span})")
     console.print(
         f"Total {money(total.cost_usd)} in {total.calls:,} calls, "
         f"{total.input_tokens:,} input and {total.output_tokens:,} output tokens"
@@ -179,7 +181,7 @@ def _spend_table(title: str, by: str, rows: Sequence[Spend], total: Spend) -> Ta
         else:
             cost = money(row.cost_usd) + ("*" if row.unpriced_calls else "")
         counts = (f"{row.calls:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}")
-        table.add_row(row.key or "(none)", cost, share, *counts)
+        table.add_row(Text(row.key or "(none)"), cost, share, *counts)  # Text: a key is data, not markup
     unpriced = sum(row.unpriced_calls for row in rows)
     if unpriced:
         table.caption = f"* {_calls(unpriced)} with no known price, not in the cost"

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
+from rich.markup import escape
 
 from costwarden import semconv as sc
 from costwarden._attribution import attribute
@@ -39,7 +40,7 @@ def print_alert(event: Any) -> None:
     """The demo's alert hook (``hooks.on_alert`` in demo.yaml): show each threshold crossing."""
     from costwarden.processor._alerts import describe_alert
 
-    console.print(f"  [yellow]ALERT[/]  {describe_alert(event)}")
+    console.print(f"  [yellow]ALERT[/]  {escape(describe_alert(event))}")
 
 
 @dataclass
@@ -117,7 +118,7 @@ def _step(agent: str, what: str) -> None:
 
 
 def _veto(agent: str, exc: BudgetExceeded) -> None:
-    console.print(f"  [red]VETO[/]   {agent:<10} {exc}")
+    console.print(f"  [red]VETO[/]   {agent:<10} {escape(str(exc))}")
 
 
 class _DowngradeNotice(SimpleSpanProcessor):
@@ -132,10 +133,8 @@ class _DowngradeNotice(SimpleSpanProcessor):
         if original and attributes.get(sc.COSTWARDEN_BUDGET_DECISION) != "veto":
             agent = attributes.get(sc.GEN_AI_AGENT_NAME, "?")
             model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
-            console.print(
-                f"  [cyan]DOWNGRADE[/] {agent}: {original} -> {model} "
-                f"(budget {attributes.get(sc.COSTWARDEN_BUDGET_NAME)!r})"
-            )
+            budget = attributes.get(sc.COSTWARDEN_BUDGET_NAME)
+            console.print(f"  [cyan]DOWNGRADE[/] " + escape(f"{agent}: {original} -> {model} (budget {budget!r})"))
 
 
 def demo_config() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from opentelemetry.sdk.trace import ReadableSpan
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from costwarden import semconv as sc
 
@@ -66,7 +67,7 @@ def print_report(spans: Iterable[ReadableSpan], console: Console) -> None:
         total = Spend()
         for name, spend in spend_by(spans, attribute).items():
             table.add_row(
-                name,
+                Text(name),
                 f"{spend.cost:.6f}",
                 str(spend.calls),
                 f"{spend.input_tokens:,}",
