@@ -7,6 +7,7 @@ import io
 import json
 import sqlite3
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -321,7 +322,10 @@ def test_names_with_brackets_are_shown_as_they_are(tmp_path: Path) -> None:
     rec.call(llm_attributes(agent="team[red]", cost=0.30))
     rec.call(llm_attributes(agent="x[/]", cost=0.20))
     rec.close()
-    for args in (["top", "--ledger", str(path)], ["report", "--ledger", str(path), "--date", f"{NOW:%Y-%m-%d}"]):
+    for args in (
+        ["top", "--ledger", str(path)],
+        ["report", "--ledger", str(path), "--date", f"{NOW:%Y-%m-%d}"],
+    ):
         result = invoke(*args)
         assert result.exit_code == EXIT_OK, result.output
         assert "team[red]" in result.output and "x[/]" in result.output
@@ -329,3 +333,19 @@ def test_names_with_brackets_are_shown_as_they_are(tmp_path: Path) -> None:
     result = invoke("status")
     assert result.exit_code == EXIT_OK, result.output
     assert "a[/]" in result.output
+
+
+def test_prices_come_from_the_config_too(tmp_path: Path) -> None:
+    """What the app would charge: prices: in the configuration win over genai-prices, and a model only
+    the configuration knows has a price."""
+    (tmp_path / "costwarden.yaml").write_text(
+        "prices:\n  my-finetune: {input: 3.0, output: 12.0}\n  gpt-4o: {input: 1.0, output: 4.0}\n"
+    )
+    result = invoke("prices", "my-finetune", "--json")
+    assert result.exit_code == EXIT_OK, result.output
+    assert Decimal(json.loads(result.output)["input"]) == 3
+    result = invoke("prices", "gpt-4o", "--json")
+    assert Decimal(json.loads(result.output)["input"]) == 1
+    (tmp_path / "other.yaml").write_text("prices:\n  gpt-4o: {input: 2.0, output: 8.0}\n")
+    result = invoke("prices", "gpt-4o", "--json", "--config", str(tmp_path / "other.yaml"))
+    assert Decimal(json.loads(result.output)["input"]) == 2

@@ -10,7 +10,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from costwarden.cli._common import EXIT_OK, Problem, echo_json, load_user_config, money, user_errors
+from costwarden.cli._common import (
+    EXIT_OK,
+    Problem,
+    config_option,
+    echo_json,
+    load_user_config,
+    money,
+    user_errors,
+)
 
 __all__ = ["check", "status"]
 
@@ -38,13 +46,7 @@ def check(config: Path) -> int:
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The configuration. Default: $COSTWARDEN_CONFIG, else ./costwarden.yaml.",
-)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape in docs/cli.md).")
 @user_errors
 def status(config_path: Path | None, as_json: bool) -> int:

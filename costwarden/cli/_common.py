@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_PROBLEM",
     "EXIT_USAGE",
     "Problem",
+    "config_option",
     "echo_json",
     "ledger_option",
     "load_user_config",
@@ -70,6 +71,14 @@ def load_user_config(path: str | Path | None = None) -> Any:
 
     return load_config(path)
 
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The configuration. Default: $COSTWARDEN_CONFIG, else ./costwarden.yaml.",
+)
 
 ledger_option = click.option(
     "--ledger",

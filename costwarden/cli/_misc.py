@@ -5,13 +5,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from costwarden.cli._common import EXIT_OK, EXIT_PROBLEM, Problem, echo_json, user_errors
+from costwarden.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    Problem,
+    config_option,
+    echo_json,
+    load_user_config,
+    user_errors,
+)
 
 __all__ = ["demo", "prices"]
 
@@ -19,17 +28,20 @@ __all__ = ["demo", "prices"]
 @click.command()
 @click.argument("model")
 @click.option("--provider", default=None, help="The provider, when a model name is ambiguous.")
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape in docs/cli.md).")
 @user_errors
-def prices(model: str, provider: str | None, as_json: bool) -> int:
-    """The price of MODEL in USD per million tokens, and where the price comes from.
+def prices(model: str, provider: str | None, config_path: Path | None, as_json: bool) -> int:
+    """The price of MODEL in USD per million tokens, and where the price comes from: genai-prices'
+    data, or ``prices:`` in the configuration, which wins as it does in the app.
 
-    Exit codes: 0 known; 1 unknown model; 2 a usage error.
+    Exit codes: 0 known; 1 unknown model or a bad config; 2 a usage error.
     """
-    from costwarden.pricing import get_price_book
+    from costwarden.pricing import PriceBook
 
+    book = PriceBook(load_user_config(config_path).prices)
     try:
-        described = get_price_book().describe(model, provider)
+        described = book.describe(model, provider)
     except LookupError:
         described = None
     if described is None:

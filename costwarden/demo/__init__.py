@@ -134,7 +134,9 @@ class _DowngradeNotice(SimpleSpanProcessor):
             agent = attributes.get(sc.GEN_AI_AGENT_NAME, "?")
             model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
             budget = attributes.get(sc.COSTWARDEN_BUDGET_NAME)
-            console.print(f"  [cyan]DOWNGRADE[/] " + escape(f"{agent}: {original} -> {model} (budget {budget!r})"))
+            console.print(
+                f"  [cyan]DOWNGRADE[/] " + escape(f"{agent}: {original} -> {model} (budget {budget!r})")
+            )
 
 
 def demo_config() -> dict[str, Any]:
