@@ -328,7 +328,8 @@ def test_names_with_brackets_are_shown_as_they_are(tmp_path: Path) -> None:
     ):
         result = invoke(*args)
         assert result.exit_code == EXIT_OK, result.output
-        assert "team[red]" in result.output and "x[/]" in result.output
+        assert "team[red]" in result.output
+        assert "x[/]" in result.output
     (tmp_path / "costwarden.yaml").write_text("budgets:\n  - {name: 'a[/]', limit_usd: 5}\n")
     result = invoke("status")
     assert result.exit_code == EXIT_OK, result.output

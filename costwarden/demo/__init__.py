@@ -134,9 +134,8 @@ class _DowngradeNotice(SimpleSpanProcessor):
             agent = attributes.get(sc.GEN_AI_AGENT_NAME, "?")
             model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
             budget = attributes.get(sc.COSTWARDEN_BUDGET_NAME)
-            console.print(
-                f"  [cyan]DOWNGRADE[/] " + escape(f"{agent}: {original} -> {model} (budget {budget!r})")
-            )
+            what = escape(f"{agent}: {original} -> {model} (budget {budget!r})")
+            console.print(f"  [cyan]DOWNGRADE[/] {what}")
 
 
 def demo_config() -> dict[str, Any]:
