@@ -7,6 +7,7 @@ These are the contracts between the parts of costwarden: an SDK module turns a r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -80,9 +81,13 @@ class CallRequest:
         if self._fingerprint is None and self.content is not None:
             content = self.content
             if isinstance(content, list | tuple):
-                self._fingerprint = hash((self.model, len(content), repr(content[-1] if content else None)))
+                identity = f"{self.model}\0{len(content)}\0{content[-1] if content else None!r}"
             else:
-                self._fingerprint = hash((self.model, repr(content)))
+                identity = f"{self.model}\0{content!r}"
+            # A digest, not hash(): str hashes differ between processes (PYTHONHASHSEED), and processes
+            # sharing a SQLite or Redis store must see the same request as the same.
+            digest = hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+            self._fingerprint = int.from_bytes(digest, "big")
         return self._fingerprint
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
 from decimal import Decimal
 
 import openai
@@ -172,6 +175,36 @@ def test_runaway_loop_guard(budgets, fake, openai_client):
         with pytest.raises(BudgetExceeded) as raised:
             openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert raised.value.reason == "max_repeats"
+
+
+_REPEAT_IN_ANOTHER_PROCESS = """
+import sys, costwarden, openai
+costwarden.configure({"store": sys.argv[1], "ledger": {"enabled": False},
+                      "budgets": [{"name": "loop", "per": ["run_id"], "max_repeats": 1}]})
+client = openai.OpenAI(base_url=sys.argv[2], api_key="test-key", max_retries=0)
+with costwarden.attribute(run_id="conv-1"):
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "same"}])
+        print("sent")
+    except costwarden.BudgetExceeded as exc:
+        print("vetoed:", exc.reason)
+"""
+
+
+def test_runaway_loop_guard_across_processes(fake, tmp_path):
+    """Workers sharing a store see a retry resent by another worker as the same request: the request's
+    fingerprint does not depend on the process (str hashes do, through PYTHONHASHSEED)."""
+    store = f"sqlite:///{tmp_path / 'budgets.db'}"
+    answers = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "OTEL_SDK_DISABLED": "false"}
+        done = subprocess.run(
+            [sys.executable, "-c", _REPEAT_IN_ANOTHER_PROCESS, store, fake.openai_base_url],
+            capture_output=True, text=True, env=env, timeout=60, check=True,
+        )  # fmt: skip
+        answers.append(done.stdout.strip())
+    assert answers == ["sent", "vetoed: max_repeats"]
+    assert len(fake.requests) == 1
 
 
 def test_reservations_never_leak_through_a_storm_of_faults(budgets, fake, openai_client, async_openai_client):
