@@ -4,6 +4,7 @@ refuse-new-work, max_repeats, alerts, warnings and throttling."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -93,7 +94,7 @@ class Admitter:
 
     def _reserve(self, span: Any, request: CallRequest, foreign: bool) -> tuple[Admission, list[Gate]]:
         sid = span.get_span_context().span_id
-        if self._foreign_open:
+        if self._foreign_open and not foreign:
             self._claim_foreign_parent(span, sid)
         call = call_key(attributes_of(span), request.model, request.provider)
         plan = self._core.plan(call)
@@ -104,6 +105,22 @@ class Admitter:
             return admission, _NO_GATES
         decision = Decision()
         admission = Admission(model=request.model)
+        try:
+            return self._admit(span, sid, request, call, plan, admission, decision, foreign)
+        except StoreUnavailable as exc:  # from any store call: fail open or closed, as configured
+            return self._store_down(span, request, plan, call, exc, admission, decision, foreign)
+
+    def _admit(
+        self,
+        span: Any,
+        sid: int,
+        request: CallRequest,
+        call: CallKey,
+        plan: Plan,
+        admission: Admission,
+        decision: Decision,
+        foreign: bool,
+    ) -> tuple[Admission, list[Gate]]:
         input_tokens = request.estimated_input_tokens
         if plan.peek and not foreign:
             input_tokens = self._reshape(span, plan, request, admission, decision, input_tokens)
@@ -111,10 +128,7 @@ class Admitter:
             self._check_repeats(span, plan, call, request.fingerprint)
         amount = self._estimate(span, plan, request, admission.model or request.model, input_tokens)
         rid = self._prefix + str(next(self._seq))
-        try:
-            result = self._store.reserve(rid, plan.keys, amount, plan.limits, ttl=_RESERVATION_TTL)
-        except StoreUnavailable as exc:
-            return self._store_down(span, plan, call, exc, admission, foreign)
+        result = self._store.reserve(rid, plan.keys, amount, plan.limits, ttl=_RESERVATION_TTL)
         if not result.ok:
             unit = result.unit if result.unit in UNIT_INDEX else "usd"
             error = limit_error(plan, result.rejected or 0, unit, result.committed, amount)
@@ -125,10 +139,17 @@ class Admitter:
         return admission, gates
 
     def _claim_foreign_parent(self, span: Any, sid: int) -> None:
+        """A foreign LLM span around this call is this call seen by another instrumentation: it is
+        counted here, not there; what it reserved at its start (``enforce_foreign_spans``) goes back."""
         self._foreign_open.pop(sid, None)
         parent = getattr(span, "parent", None)
         if parent is not None and parent.span_id in self._foreign_open:
-            self._foreign_open[parent.span_id] = True  # that foreign span is this call, seen from outside
+            self._foreign_open[parent.span_id] = True  # on_end: shadowed, not counted
+            ticket = self._tickets.get(parent.span_id)
+            if ticket is not None and ticket.foreign:
+                del self._tickets[parent.span_id]
+                with contextlib.suppress(StoreUnavailable):  # if so, the reservation expires by itself
+                    self.abandon(ticket)
 
     def _decide(
         self,
@@ -290,15 +311,25 @@ class Admitter:
         return prices
 
     def _store_down(
-        self, span: Any, plan: Plan, call: CallKey, exc: Exception, admission: Admission, foreign: bool
+        self,
+        span: Any,
+        request: CallRequest,
+        plan: Plan,
+        call: CallKey,
+        exc: Exception,
+        admission: Admission,
+        decision: Decision,
+        foreign: bool,
     ) -> tuple[Admission, list[Gate]]:
+        """The store failed at some step of admission (anything reserved before was released): veto
+        with ``fail: closed``; with ``fail: open`` send the call, with what was decided before."""
         if self._core.config.fail == "closed":
             refuse(span, self._instruments, "veto", store_down_error(plan, exc))
         self._core.warn_once(
             "store-down", f"costwarden: budget store unreachable ({exc}); fail: open lets calls through"
         )
         self._tickets[span.get_span_context().span_id] = Ticket(None, plan, call, foreign, admission)
-        span.set_attribute(sc.COSTWARDEN_BUDGET_DECISION, "allow")
+        self._write(span, request, admission, decision)
         return admission, _NO_GATES
 
     # -- after reserving -------------------------------------------------------------------------------
@@ -316,6 +347,7 @@ class Admitter:
         warn, alerts, throttle. A counter surely under all its thresholds is skipped."""
         gates = _NO_GATES
         usd, tokens, calls = amount.usd, amount.tokens, amount.calls
+        busy: list[tuple[int, Committed, Committed]] | None = None
         for index in plan.soft:
             budget = plan.budgets[index]
             state = committed[index]
@@ -328,28 +360,55 @@ class Admitter:
                 and (plan.run_seen[index] or budget.config.refuse_new_work_at is None or call[2] is None)
             ):
                 continue  # surely under every threshold, and no new run to record
-            gate = self._slot(span, plan, index, call, state, after, decision, foreign)
+            busy = [] if busy is None else busy
+            busy.append((index, state, after))
+        if busy is None:
+            return gates
+        # Every refusal before anything is recorded: a call one budget refuses must neither use up
+        # another's alert nor count as a run started.
+        for index, state, _ in busy:
+            self._new_run(span, plan, index, call, state, record=False)
+        for index, state, _ in busy:
+            self._new_run(span, plan, index, call, state, record=True)
+        for index, state, after in busy:
+            gate = self._slot(span, plan, index, state, after, decision, foreign)
             if gate is not None:
                 gates = [*gates, gate]
         return gates
+
+    def _new_run(
+        self, span: Any, plan: Plan, index: int, call: CallKey, state: Committed, *, record: bool
+    ) -> None:
+        """On a counter with ``refuse_new_work_at``: refuse the call's run if it is new and the counter
+        is past the threshold (``record=False``), or record the run as started (``record=True``)."""
+        budget, key = plan.budgets[index], plan.keys[index]
+        at = budget.config.refuse_new_work_at
+        if at is None or call[2] is None or plan.run_seen[index]:
+            return
+        fraction = budget.fraction(state)
+        if not record:
+            if fraction >= at and self._store.add_member(key, "runs", str(call[2]), record=False) == 0:
+                error = new_work_error(budget, key, str(call[2]), fraction, state)
+                refuse(span, self._instruments, "refuse", error)
+            return
+        if fraction < at:
+            self._store.add_member(key, "runs", str(call[2]))
+        plan.run_seen[index] = True
 
     def _slot(
         self,
         span: Any,
         plan: Plan,
         index: int,
-        call: CallKey,
         state: Committed,
         after: Committed,
         decision: Decision,
         foreign: bool,
     ) -> Gate | None:
-        """One counter's decisions after the reservation; returns its throttle gate when it throttles."""
+        """One counter's decisions after the reservation and the refusals; returns its throttle gate
+        when it throttles."""
         budget, key = plan.budgets[index], plan.keys[index]
         fraction = budget.fraction(state)
-        if budget.config.refuse_new_work_at is not None and call[2] is not None and not plan.run_seen[index]:
-            self._refuse_new_work(span, budget, key, str(call[2]), fraction, state)
-            plan.run_seen[index] = True
         if budget.alert_at and self._alerts.check(plan, index, after, span):
             decision.take("alert", budget.name)
         if budget.limits is None and budget.config.has_limit and budget.over(after):
@@ -361,16 +420,6 @@ class Admitter:
             self._instruments.decision("throttle", budget.name)
             return self._gate(key, budget)
         return None
-
-    def _refuse_new_work(
-        self, span: Any, budget: Budget, key: CounterKey, run: str, fraction: float, state: Committed
-    ) -> None:
-        at = budget.config.refuse_new_work_at
-        assert at is not None
-        if fraction < at:
-            self._store.add_member(key, "runs", run)
-        elif self._store.add_member(key, "runs", run, record=False) == 0:
-            refuse(span, self._instruments, "refuse", new_work_error(budget, key, run, fraction, state))
 
     def _gate(self, key: CounterKey, budget: Budget) -> Gate:
         gate = self._gates.get(key)

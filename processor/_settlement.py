@@ -57,16 +57,11 @@ class Settler:
         ticket.released = True
         actual = Amounts(cost or _ZERO, usage.input_tokens + usage.output_tokens, 1)
         try:
-            spent = self._store.settle(ticket.rid or "", ticket.keys, actual) if ticket.keys else []
-        except StoreUnavailable as exc:
-            spent = []
-            self._core.warn_once(
-                "store-settle", f"costwarden: budget store unreachable ({exc}); spend not recorded"
-            )
+            spent = self._settle_store(ticket.rid or "", ticket.keys, actual) if ticket.keys else []
         finally:
             for gate in ticket.gates:
                 gate.release()
-        if spent and ticket.plan is not None and ticket.plan.alert_slots:
+        if ticket.plan is not None:
             self._check_alerts(ticket.plan, spent)
         if not ticket.foreign:
             self._record(span, attrs, ticket, usage, cost)
@@ -92,13 +87,34 @@ class Settler:
         plan = self._core.plan(call)
         if plan.keys:
             actual = Amounts(cost or _ZERO, usage.input_tokens + usage.output_tokens, 1)
-            self._check_alerts(plan, self._store.settle("", plan.keys, actual))
+            self._check_alerts(plan, self._settle_store("", plan.keys, actual))
         if cost is not None:
             self._record_cost(attrs, call, cost)
 
+    def _settle_store(self, rid: str, keys: Any, actual: Amounts) -> list[Committed]:
+        """The store's settle; ``[]`` (nothing to check alerts on) when it cannot be reached."""
+        try:
+            return self._store.settle(rid, keys, actual)
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+            return []
+
     def _check_alerts(self, plan: Plan, spent: list[Committed]) -> None:
-        for slot in plan.alert_slots:
-            self._alerts.check(plan, slot, spent[slot], None)
+        """Fire the thresholds the settled totals reached (none known while the store is down: a
+        ResilientStore queues the settlement and answers ``[]``)."""
+        if not spent or not plan.alert_slots:
+            return
+        try:
+            for slot in plan.alert_slots:
+                self._alerts.check(plan, slot, spent[slot], None)
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+
+    def _store_down(self, exc: StoreUnavailable) -> None:
+        self._core.warn_once(
+            "store-settle",
+            f"costwarden: budget store unreachable ({exc}); a settlement or an alert was not recorded",
+        )
 
     def _price(self, attrs: Any, usage: SpanUsage) -> Decimal | None:
         model = model_of(attrs)

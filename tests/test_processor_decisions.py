@@ -183,6 +183,32 @@ def test_refuse_new_work_lets_started_runs_go_on() -> None:
     assert h.reserved().usd == 0
 
 
+def test_a_refused_call_neither_uses_up_an_alert_nor_starts_a_run() -> None:
+    """Budgets are decided in plan order: a call that a later budget refuses must not fire an earlier
+    budget's alert (spend that never happened) nor be recorded as a started run by another budget."""
+    ALERTS.clear()
+    h = make_harness(
+        {
+            "hooks": {"on_alert": "tests.test_processor_decisions:record_alert"},
+            "budgets": [
+                {"name": "team", "match": {"agent": "writer"}, "limit_calls": 4, "alert_at": [0.5]},
+                {"name": "runs", "limit_calls": 1000, "refuse_new_work_at": 0.9},
+                {"name": "daily", "limit_calls": 100, "refuse_new_work_at": 0.01},
+            ],
+        }
+    )
+    h.call(run_id="r0", agent="writer")  # team 1 of 4; daily is past 1%
+    with pytest.raises(BudgetExceeded) as caught:
+        h.call(run_id="r-new", agent="writer")  # team would reach 2 of 4 (50%), but daily refuses
+    assert caught.value.budget == "daily"
+    assert not ALERTS
+    assert not h.spans()[-1].events
+    (runs,) = h.processor.store.counters("runs", "run")
+    assert h.processor.store.add_member(runs, "runs", "r-new", record=False) == 0
+    h.call(run_id="r0", agent="writer")  # the spend really reaches 50%
+    assert [(a.budget, a.threshold) for a in ALERTS] == [("team", 0.5)]
+
+
 def test_max_repeats_vetoes_a_runaway_loop() -> None:
     h = make_harness({"budgets": [{"name": "loops", "per": "run_id", "max_repeats": 2}]})
 

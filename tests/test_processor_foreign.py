@@ -94,3 +94,40 @@ def test_foreign_spans_are_vetoed_on_start_only_when_enforced() -> None:
         _foreign(strict, {**OTEL_GENAI, sc.GEN_AI_REQUEST_MAX_TOKENS: 100})
     assert strict.reserved().usd == 0
     assert strict.processor.in_flight() == 0
+
+
+def test_a_vetted_foreign_span_around_ours_counts_once() -> None:
+    """With enforce_foreign_spans, another instrumentation's span around our call is admitted at its
+    start; once our call inside it is admitted, that reservation goes back and the call counts once."""
+    h = make_harness({"enforce_foreign_spans": True, "budgets": [{"name": "all", "limit_calls": 2}]})
+    for _ in range(2):
+        outer = _foreign(h, OTEL_GENAI)
+        ours = h.start(parent=outer)
+        h.finish(ours, h.processor.admit(ours, h.request()))
+        outer.end()
+    assert h.spent("all", "calls") == 2
+    assert h.processor.in_flight() == 0
+    assert not h.processor._foreign_open
+    assert h.processor.store.reserved_total().calls == 0
+
+
+def test_foreign_spans_ending_while_the_store_is_down_are_queued_quietly(caplog: Any) -> None:
+    """fail: open with a shared store that cannot be reached: the spend is queued for later, and no
+    error is logged (the alert check has no totals to look at)."""
+    import logging
+
+    from tests._redis import free_port
+
+    h = make_harness(
+        {
+            "store": f"redis://127.0.0.1:{free_port()}/0",
+            "fail": "open",
+            "store_timeout": 0.2,
+            "budgets": [{"name": "daily", "period": "day", "limit_usd": 10, "alert_at": [0.5]}],
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="costwarden"):
+        for _ in range(3):
+            _foreign(h, OTEL_GENAI).end()
+    assert h.processor.store.pending == 3
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -86,3 +86,40 @@ def test_fail_closed_vetoes_without_sending_and_recovers(budgets, fake, openai_c
     private_redis.start()
     _until(lambda: (_call(openai_client), True)[1])
     assert len(fake.requests) == sent + 1
+
+
+@pytest.mark.parametrize("fail", ["closed", "open"])
+@pytest.mark.parametrize(
+    "budget",
+    [
+        {"downgrade": {"at": 0.7, "to": "gpt-4o-mini"}},  # reads the fill level before reserving
+        {"max_repeats": 5},  # records the request before reserving
+        {"refuse_new_work_at": 0.5},  # records the run after reserving
+        {"alert_at": [0.0001]},  # records the alert after reserving
+    ],
+    ids=["downgrade", "max_repeats", "refuse_new_work", "alert"],
+)
+def test_every_store_call_of_admission_follows_the_fail_policy(
+    budgets, fake, openai_client, private_redis, budget, fail, caplog
+):
+    """Not only the reservation: a store that cannot be reached at any step of admission vetoes under
+    `fail: closed` (nothing sent) and lets the call through under `fail: open`, never as an error."""
+    config = _config(private_redis, fail)
+    config["budgets"] = [{"name": "daily", "limit_usd": 10, "period": "day", **budget}]
+    telemetry = budgets(config)
+    with attribute(run_id="first-run"):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=20)
+    private_redis.kill()
+    sent = len(fake.requests)
+    with caplog.at_level(logging.WARNING):
+        if fail == "closed":
+            with pytest.raises(BudgetExceeded) as raised:
+                _call(openai_client)
+            assert raised.value.reason == "store_unavailable"
+            assert len(fake.requests) == sent, "nothing is sent"
+        else:
+            _call(openai_client)
+            assert len(fake.requests) == sent + 1
+            assert telemetry.llm_spans()[-1].attributes["costwarden.budget.decision"] == "allow"
+    assert telemetry.processor.in_flight() == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no internal error logged"
