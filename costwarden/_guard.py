@@ -49,8 +49,9 @@ def guard(
         name: the budget's name in telemetry and ``costwarden status`` (default ``guard-N``).
         period: when the budget resets: ``run`` (never), or a calendar hour, day, week or month.
 
-    The budget is removed when the returned client is garbage-collected. costwarden must be set
-    up; if nothing installed it yet, ``guard`` calls :func:`costwarden.configure`.
+    The budget is removed when the returned client, and everything reached from it (sub-clients such
+    as ``with_options(...)``, resources such as ``client.chat.completions``), are garbage-collected.
+    costwarden must be set up; if nothing installed it yet, ``guard`` calls :func:`costwarden.configure`.
     """
     from costwarden.config import BudgetConfig, ConfigError  # pydantic: only when a guard is made
 
@@ -68,9 +69,9 @@ def guard(
         downgrade=_downgrade(downgrade_at, downgrade_model),
     )
     processor.add_budget(config, guard=guard_id)
-    proxy = _Guarded(client, guard_id)
-    weakref.finalize(proxy, processor.remove_budget, guard_id)
-    return proxy  # type: ignore[return-value]
+    mark = _Mark(guard_id)
+    weakref.finalize(mark, processor.remove_budget, guard_id)
+    return _Guarded(client, mark)  # type: ignore[return-value]
 
 
 def _installed_processor() -> Any:
@@ -99,11 +100,21 @@ def _downgrade(at: float | None, model: str | None) -> Any:
         raise ConfigError(f"guard: downgrade_at {at!r} is not between 0 and 1") from None
 
 
+class _Mark:
+    """A guard's id, held by every proxy and wrapped method reached from the guarded client: the
+    budget is removed when the last of them is gone, not when the client proxy alone is."""
+
+    __slots__ = ("__weakref__", "id")
+
+    def __init__(self, guard_id: str) -> None:
+        self.id = guard_id
+
+
 @contextlib.contextmanager
-def _marked(guard_id: str) -> Iterator[None]:
+def _marked(mark: _Mark) -> Iterator[None]:
     from costwarden.processor._processor import active_guards
 
-    token = active_guards.set((*active_guards.get(), guard_id))
+    token = active_guards.set((*active_guards.get(), mark.id))
     try:
         yield
     finally:
@@ -113,72 +124,72 @@ def _marked(guard_id: str) -> Iterator[None]:
 class _Guarded(wrapt.ObjectProxy):
     """Proxies a client (and the resources reached from it) so its calls run marked by the guard."""
 
-    def __init__(self, wrapped: Any, guard_id: str) -> None:
+    def __init__(self, wrapped: Any, mark: _Mark) -> None:
         super().__init__(wrapped)
-        self._self_guard = guard_id
+        self._self_mark = mark
         self._self_package = type(wrapped).__module__.partition(".")[0]
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_self_"):
             raise AttributeError(name)
-        return _wrap(getattr(self.__wrapped__, name), self._self_guard, self._self_package)
+        return _wrap(getattr(self.__wrapped__, name), self._self_mark, self._self_package)
 
     def __enter__(self) -> Any:
-        with _marked(self._self_guard):
-            return _wrap(self.__wrapped__.__enter__(), self._self_guard, self._self_package)
+        with _marked(self._self_mark):
+            return _wrap(self.__wrapped__.__enter__(), self._self_mark, self._self_package)
 
     def __exit__(self, *exc: Any) -> Any:
         return self.__wrapped__.__exit__(*exc)
 
     async def __aenter__(self) -> Any:
-        with _marked(self._self_guard):
-            return _wrap(await self.__wrapped__.__aenter__(), self._self_guard, self._self_package)
+        with _marked(self._self_mark):
+            return _wrap(await self.__wrapped__.__aenter__(), self._self_mark, self._self_package)
 
     async def __aexit__(self, *exc: Any) -> Any:
         return await self.__wrapped__.__aexit__(*exc)
 
 
-def _wrap(value: Any, guard_id: str, package: str) -> Any:
+def _wrap(value: Any, mark: _Mark, package: str) -> Any:
     """Calls made through ``value`` run marked; objects of the SDK's package are proxied too."""
     if inspect.iscoroutinefunction(value):
-        return _async_call(value, guard_id, package)
+        return _async_call(value, mark, package)
     if callable(value) and not isinstance(value, type):
-        return _sync_call(value, guard_id, package)
+        return _sync_call(value, mark, package)
     if type(value).__module__.partition(".")[0] == package and package:
-        return _Guarded(value, guard_id)
+        return _Guarded(value, mark)
     return value
 
 
-def _sync_call(function: Callable[..., Any], guard_id: str, package: str) -> Callable[..., Any]:
+def _sync_call(function: Callable[..., Any], mark: _Mark, package: str) -> Callable[..., Any]:
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
-        with _marked(guard_id):
+        with _marked(mark):
             result = function(*args, **kwargs)
         if inspect.iscoroutine(result):  # an async SDK method behind a sync-looking wrapper
-            return _marked_coroutine(result, guard_id)
-        return _wrap_result(result, guard_id, package)
+            return _marked_coroutine(result, mark)
+        return _wrap_result(result, mark, package)
 
     return call
 
 
-def _async_call(function: Callable[..., Any], guard_id: str, package: str) -> Callable[..., Any]:
+def _async_call(function: Callable[..., Any], mark: _Mark, package: str) -> Callable[..., Any]:
     @functools.wraps(function)
     async def call(*args: Any, **kwargs: Any) -> Any:
-        with _marked(guard_id):
-            return _wrap_result(await function(*args, **kwargs), guard_id, package)
+        with _marked(mark):
+            return _wrap_result(await function(*args, **kwargs), mark, package)
 
     return call
 
 
-async def _marked_coroutine(coroutine: Any, guard_id: str) -> Any:
-    with _marked(guard_id):
+async def _marked_coroutine(coroutine: Any, mark: _Mark) -> Any:
+    with _marked(mark):
         return await coroutine
 
 
-def _wrap_result(result: Any, guard_id: str, package: str) -> Any:
+def _wrap_result(result: Any, mark: _Mark, package: str) -> Any:
     """Stream managers and sub-clients (``with_options``) come back proxied; responses as they are."""
     is_manager = hasattr(type(result), "__enter__") or hasattr(type(result), "__aenter__")
     is_client = hasattr(result, "chat") or hasattr(result, "completions")
     if (is_manager or is_client) and type(result).__module__.partition(".")[0] == package:
-        return _Guarded(result, guard_id)
+        return _Guarded(result, mark)
     return result

@@ -57,3 +57,29 @@ def test_guard_rejects_an_unpriced_downgrade_model(budgets: Any, openai_client: 
     budgets({})
     with pytest.raises(ValueError, match="no known price"):
         guard(openai_client, budget=1, downgrade_at=0.5, downgrade_model="no-such-model-xyz")
+
+
+def test_guard_budget_lives_as_long_as_anything_reached_from_the_client(
+    budgets: Any, fake: Any, openai_client: Any
+) -> None:
+    """Keeping only ``with_options(...)`` or ``.chat.completions`` of the guarded client keeps the
+    budget; it goes once nothing reached from the guard is left."""
+    import gc
+
+    telemetry = budgets({})
+    messages = [{"role": "user", "content": "hello " * 20}]
+    kept = {
+        "sub-client": guard(openai_client, budget=0.0002, name="g-sub").with_options(max_retries=0),
+        "resource": guard(openai_client, budget=0.0002, name="g-res").chat.completions,
+    }
+    gc.collect()
+    assert {"g-sub", "g-res"} <= {b.name for b in telemetry.processor.budgets}
+    for what, target in kept.items():
+        create = target.chat.completions.create if what == "sub-client" else target.create
+        with pytest.raises(BudgetExceeded):  # noqa: PT012 - the veto comes after a few calls
+            for _ in range(20):
+                create(model="gpt-4o", messages=messages, max_tokens=20)
+    del create, target
+    kept.clear()
+    gc.collect()
+    assert not {"g-sub", "g-res"} & {b.name for b in telemetry.processor.budgets}
