@@ -8,6 +8,7 @@ and on plain dicts alike.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,20 @@ def estimate_tokens(value: Any, _depth: int = 0) -> int:
         )
     if isinstance(value, list | tuple):
         return sum(estimate_tokens(v, _depth + 1) for v in value)
-    return 0
+    fields = fields_of(value)
+    return estimate_tokens(fields, _depth) if fields is not None else 0
+
+
+def fields_of(value: Any) -> Mapping[str, Any] | None:
+    """The fields of an SDK object given where a dict is usual (``messages.append(reply.message)``,
+    Anthropic content blocks, google-genai ``Content``): a pydantic model's or a dataclass's, else None."""
+    if hasattr(value, "model_fields_set") or dataclasses.is_dataclass(value):
+        fields = getattr(value, "__dict__", None)
+        if isinstance(fields, dict):
+            return {k: v for k, v in fields.items() if v is not None}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return None
 
 
 IMAGE_TOKEN_BOUND = 10_000
@@ -127,4 +141,7 @@ def input_token_bound(value: Any, _depth: int = 0) -> int:
         return 4 + sum(input_token_bound(v, _depth + 1) for v in value)
     if isinstance(value, int):
         return 1  # a token id
-    return 0
+    fields = fields_of(value)
+    if fields is not None:
+        return input_token_bound(fields, _depth)
+    return len(repr(value).encode("utf-8"))  # whatever else was sent is serialized from about this

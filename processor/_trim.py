@@ -76,6 +76,8 @@ def trim_messages(messages: Sequence[Any], max_input_tokens: int) -> tuple[list[
 
     Returns ``(trimmed, dropped_tokens)``, or ``(None, 0)`` when nothing needs (or can) be dropped.
     """
+    if not isinstance(messages, Sequence):
+        return None, 0  # an iterator: reading it here would leave nothing to send
     sizes = [estimate_message_tokens(m) for m in messages]
     total = sum(sizes)
     if total <= max_input_tokens:

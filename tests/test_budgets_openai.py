@@ -308,3 +308,25 @@ def test_metrics_of_a_downgraded_call_name_the_model_sent(budgets, fake, openai_
     for name in (sc.METRIC_COST, sc.METRIC_TOKEN_USAGE, sc.METRIC_OPERATION_DURATION):
         models = {p.attributes[sc.GEN_AI_REQUEST_MODEL] for p in telemetry.metric_points(name)}
         assert models == {"gpt-4o-mini"}, name
+
+
+def test_strict_bounds_messages_given_as_sdk_objects(budgets, fake, openai_client):
+    """``messages.append(reply.choices[0].message)``: a message that is the SDK's own object is
+    bounded like a dict, so strict mode still vetoes what it cannot afford (it bounded it as 0)."""
+    from openai.types.chat import ChatCompletionMessage
+
+    budgets({"strict": True, "budgets": [{"name": "cap", "limit_usd": 0.01}]})
+    long_reply = ChatCompletionMessage(role="assistant", content="word " * 20000)  # ~25k tokens
+    messages = [{"role": "user", "content": "write a lot"}, long_reply, {"role": "user", "content": "sum up"}]
+    with pytest.raises(BudgetExceeded):
+        openai_client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=10)
+    assert not fake.requests
+
+
+def test_trim_context_leaves_messages_given_as_an_iterator_alone(budgets, fake, openai_client):
+    """The SDK accepts any iterable of messages: trimming must not read up an iterator it then
+    cannot send (the provider got an empty list)."""
+    budgets({"budgets": [{"name": "b", "limit_usd": 10, "trim_context": {"at": 0.0, "max_input_tokens": 5}}]})
+    messages = [{"role": "user", "content": "short " * 40}, {"role": "user", "content": "again"}]
+    openai_client.chat.completions.create(model="gpt-4o", messages=iter(messages), max_tokens=5)
+    assert fake.requests[-1].body["messages"] == messages
