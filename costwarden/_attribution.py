@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
@@ -94,6 +94,10 @@ class attribute:
         otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
 
     def __call__(self, func: _F) -> _F:
+        if inspect.isgeneratorfunction(func):
+            return self._generator(func)  # type: ignore[return-value]
+        if inspect.isasyncgenfunction(func):
+            return self._async_generator(func)  # type: ignore[return-value]
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -109,6 +113,63 @@ class attribute:
                 return func(*args, **kwargs)
 
         return attributed  # type: ignore[return-value]
+
+    def _generator(self, func: Callable[..., Generator[Any, Any, Any]]) -> Callable[..., Any]:
+        """A generator function whose body runs attributed, step by step: the scope is entered for each
+        step the caller asks for and left at each ``yield`` (the caller's own code stays its own)."""
+
+        @functools.wraps(func)
+        def attributed(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            steps = func(*args, **kwargs)
+            step: Callable[[Any], Any] = steps.send
+            value: Any = None
+            try:
+                while True:
+                    with self._scope():
+                        try:
+                            item = step(value)
+                        except StopIteration as stop:
+                            return stop.value
+                    step = steps.send
+                    try:
+                        value = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # thrown in by the caller: into the body, attributed
+                        step, value = steps.throw, exc
+            finally:
+                with self._scope():
+                    steps.close()
+
+        return attributed
+
+    def _async_generator(self, func: Callable[..., AsyncGenerator[Any, Any]]) -> Callable[..., Any]:
+        """:meth:`_generator` for async generator functions."""
+
+        @functools.wraps(func)
+        async def attributed(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            steps = func(*args, **kwargs)
+            step: Callable[[Any], Awaitable[Any]] = steps.asend
+            value: Any = None
+            try:
+                while True:
+                    with self._scope():
+                        try:
+                            item = await step(value)
+                        except StopAsyncIteration:
+                            return
+                    step = steps.asend
+                    try:
+                        value = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        step, value = steps.athrow, exc
+            finally:
+                with self._scope():
+                    await steps.aclose()
+
+        return attributed
 
     @contextmanager
     def _scope(self) -> Iterator[None]:

@@ -56,6 +56,52 @@ def test_decorator_on_sync_and_async_functions():
     assert current_attribution() == {}
 
 
+def test_decorator_on_generator_functions_attributes_each_step_only():
+    """A decorated generator runs attributed while it runs, not while its caller does; values sent
+    and exceptions thrown in reach it, and closing it runs its cleanup attributed too."""
+    seen = []
+
+    @attribute(agent="streamer", run_id="g-1")
+    def steps():
+        try:
+            got = yield dict(current_attribution())
+            seen.append(got)
+            try:
+                yield dict(current_attribution())
+            except ValueError as exc:
+                seen.append(("thrown", str(exc), dict(current_attribution())))
+                yield "recovered"
+            yield "more"
+        finally:
+            seen.append(("cleanup", dict(current_attribution())))
+        return "done"
+
+    expected = {"agent": "streamer", "run_id": "g-1"}
+    gen = steps()
+    assert current_attribution() == {}, "nothing runs before the first step"
+    assert next(gen) == expected
+    assert current_attribution() == {}, "the caller between steps is not attributed"
+    assert gen.send("hello") == expected
+    assert gen.throw(ValueError("boom")) == "recovered"
+    gen.close()
+    assert seen == ["hello", ("thrown", "boom", expected), ("cleanup", expected)]
+    assert list(steps()) == [expected, expected, "more"]
+
+    @attribute(agent="async-streamer")
+    async def async_steps():
+        for _ in range(2):
+            await asyncio.sleep(0)
+            yield dict(current_attribution())
+
+    async def consume():
+        out = []
+        async for item in async_steps():
+            out.append((item, dict(current_attribution())))
+        return out
+
+    assert asyncio.run(consume()) == [({"agent": "async-streamer"}, {})] * 2
+
+
 def test_threads_and_tasks_are_isolated():
     seen = {}
 
