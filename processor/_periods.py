@@ -6,6 +6,8 @@ counters reset at the boundary simply because a new label starts a new counter.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
@@ -37,10 +39,7 @@ def period_window(period: str, now: datetime, tz: tzinfo) -> PeriodWindow:
         return _RUN
     local = now.astimezone(tz)
     if period == "hour":
-        start = local.replace(minute=0, second=0, microsecond=0)
-        begin = start.timestamp()
-        label = start.strftime("%Y-%m-%dT%H%z")  # the offset tells a repeated DST hour apart
-        return PeriodWindow(label, begin, begin + 3600.0)
+        return _hour(now, local, tz)
     day = local.date()
     if period == "day":
         return PeriodWindow(day.isoformat(), _midnight(day, tz), _midnight(day + timedelta(days=1), tz))
@@ -54,6 +53,40 @@ def period_window(period: str, now: datetime, tz: tzinfo) -> PeriodWindow:
         following = (first + timedelta(days=32)).replace(day=1)
         return PeriodWindow(first.strftime("%Y-%m"), _midnight(first, tz), _midnight(following, tz))
     raise ValueError(f"unknown period {period!r}: expected run, hour, day, week or month")
+
+
+def _hour(now: datetime, local: datetime, tz: tzinfo) -> PeriodWindow:
+    """The local clock hour (``local`` is ``now`` in ``tz``) at its UTC offset, cut where the offset
+    changes: an hour window holds the instants that share a local date, hour and offset. So the windows
+    tile time even where DST moves the clock by 30 or 45 minutes (Australia/Lord_Howe,
+    Pacific/Chatham), and a repeated hour is two windows. Computed in whole UNIX seconds, then labelled
+    from the start instant (the offset in the label tells a repeated hour apart)."""
+    second = math.floor(now.timestamp())
+    offset = local.utcoffset()
+    start = second - local.minute * 60 - local.second  # HH:00 at this offset
+    end = start + 3600
+    if _offset(start, tz) != offset:  # the offset changed since HH:00: the window starts at the change
+        start = _first(start, second, lambda s: _offset(s, tz) == offset)
+    if _offset(end, tz) != offset:  # and it ends at the next change, if that comes before HH+1:00
+        end = _first(second, end, lambda s: _offset(s, tz) != offset)
+    label = datetime.fromtimestamp(start, tz).strftime("%Y-%m-%dT%H%z")
+    return PeriodWindow(label, float(start), float(end))
+
+
+def _offset(second: int, tz: tzinfo) -> timedelta | None:
+    return datetime.fromtimestamp(second, tz).utcoffset()
+
+
+def _first(before: int, at: int, changed: Callable[[int], bool]) -> int:
+    """The first second in ``(before, at]`` at which ``changed`` holds, given that it holds at ``at``
+    and not at ``before`` (a bisection: UTC offsets change on whole seconds)."""
+    while at - before > 1:
+        middle = (before + at) // 2
+        if changed(middle):
+            at = middle
+        else:
+            before = middle
+    return at
 
 
 def _midnight(day: date, tz: tzinfo) -> float:
