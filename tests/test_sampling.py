@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, use_span
 
 from costwarden import BudgetExceeded, configure
 from costwarden import semconv as sc
@@ -89,6 +89,36 @@ def test_calls_the_sampler_drops_are_budgeted_metered_and_in_the_ledger(
     assert calls == (3, 2, 1), "two priced calls and the vetoed one, as with a sampler that keeps them"
 
 
+def test_an_agents_attribution_reaches_its_calls_through_spans_the_sampler_drops(
+    dropped: Dropped, fake: Any, openai_client: Any
+) -> None:
+    """agent span -> an ordinary step span of the framework -> the LLM call: the step is recorded too
+    (it carries the agent's attribution down), so a per-agent budget holds as with a sampler that keeps
+    everything."""
+    stop_telemetry()
+    configure(
+        {"budgets": [{"name": "researcher", "match": {"agent": "researcher"}, "limit_calls": 1}],
+         "ledger": {"enabled": False}},
+        tracer_provider=dropped.provider,
+        meter_provider=MeterProvider(),
+    )  # fmt: skip
+    tracer = dropped.provider.get_tracer("a.framework")
+    agent = {sc.GEN_AI_OPERATION_NAME: "invoke_agent", sc.GEN_AI_AGENT_NAME: "researcher"}
+    sent = []
+    for _ in range(2):
+        with (
+            tracer.start_as_current_span("invoke_agent researcher", attributes=agent),
+            tracer.start_as_current_span("plan step"),
+        ):
+            try:
+                openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+                sent.append("sent")
+            except BudgetExceeded:
+                sent.append("vetoed")
+    assert sent == ["sent", "vetoed"]
+    assert dropped.exporter.get_finished_spans() == ()
+
+
 def test_only_genai_spans_the_sampler_drops_are_recorded_and_none_becomes_sampled() -> None:
     tracer = TracerProvider(sampler=RecordLLMCalls(ALWAYS_OFF)).get_tracer("test")
     genai = {sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_REQUEST_MODEL: "gpt-4o"}
@@ -98,6 +128,8 @@ def test_only_genai_spans_the_sampler_drops_are_recorded_and_none_becomes_sample
 
     assert not http.is_recording()
     assert llm.is_recording()
+    with use_span(http, end_on_exit=False):
+        assert not tracer.start_span("SELECT orders").is_recording(), "no attribution to carry"
     assert not llm.get_span_context().trace_flags.sampled
     assert dict(llm.attributes or {}) == genai  # the attributes the span was started with
 
