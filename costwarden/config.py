@@ -75,6 +75,19 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str | int | float) else value
 
 
+def _not_bool(value: Any) -> Any:
+    """Refuse ``true``/``false`` where a number is expected (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("is a boolean: expected a number")
+    return value
+
+
+def _fractions(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("is a boolean: expected a fraction between 0 and 1, or a list of them")
+    return _as_list(value)
+
+
 def _model_or_map(value: Any) -> Any:
     ok = isinstance(value, str) or (
         isinstance(value, Mapping)
@@ -91,10 +104,12 @@ def _hook_ref(value: str) -> str:
     return value
 
 
-Fraction = Annotated[float, AfterValidator(_fraction)]
-Fractions = Annotated[list[Fraction], BeforeValidator(_as_list)]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegative = Annotated[float, Field(ge=0)]
+NotBool = BeforeValidator(_not_bool)
+Fraction = Annotated[float, AfterValidator(_fraction), NotBool]
+Fractions = Annotated[list[Fraction], BeforeValidator(_fractions)]
+PositiveInt = Annotated[int, Field(gt=0), NotBool]
+NonNegativeInt = Annotated[int, Field(ge=0), NotBool]
+NonNegative = Annotated[float, Field(ge=0), NotBool]
 
 
 class _Model(BaseModel):
@@ -144,9 +159,9 @@ class BudgetConfig(_Model):
     name: Annotated[str, Field(min_length=1)]
     per: Annotated[list[ScopeField], BeforeValidator(_as_list)] = []
     match: dict[ScopeField, Annotated[list[str], BeforeValidator(_as_list)]] = {}
-    limit_usd: Annotated[Decimal, Field(ge=0)] | None = None
-    limit_tokens: Annotated[int, Field(ge=0)] | None = None
-    limit_calls: Annotated[int, Field(ge=0)] | None = None
+    limit_usd: Annotated[Decimal, Field(ge=0), NotBool] | None = None
+    limit_tokens: NonNegativeInt | None = None
+    limit_calls: NonNegativeInt | None = None
     period: Literal["run", "hour", "day", "week", "month"] = "run"
     alert_at: Fractions = []
     downgrade: DowngradeConfig | None = None
@@ -222,7 +237,7 @@ class CostwardenConfig(_Model):
 
     store: str = "memory"
     fail: Literal["open", "closed"] = "open"
-    store_timeout: Annotated[float, Field(gt=0)] = 0.05
+    store_timeout: Annotated[float, Field(gt=0), NotBool] = 0.05
     timezone: str = "UTC"
     default_max_output_tokens: PositiveInt = 1024
     strict: bool = False
@@ -278,12 +293,16 @@ class CostwardenConfig(_Model):
 # -- loading ----------------------------------------------------------------------------------------
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | CostwardenConfig | None = None,
+    *,
+    import_hooks: bool = False,
 ) -> CostwardenConfig:
     """Load and validate the configuration.
 
     ``source`` is a path to a YAML file, a dict in the file's format, a config already loaded, or
     None: then ``COSTWARDEN_CONFIG`` names the file, or ``./costwarden.yaml`` is used if it exists,
-    or the defaults (no budgets). Raises :class:`ConfigError` on any problem.
+    or the defaults (no budgets). With ``import_hooks`` the ``hooks`` are imported too, as the
+    budget processor does at start-up (``costwarden check``). Raises :class:`ConfigError` listing
+    every problem found.
     """
     if isinstance(source, CostwardenConfig):
         return source
@@ -296,17 +315,55 @@ def load_config(
         else:
             return CostwardenConfig()
     if isinstance(source, Mapping):
-        return _validate(source)
-    return _validate(_read_yaml(Path(source)), origin=str(source))
+        return _validate(source, import_hooks=import_hooks)
+    return _validate(_read_yaml(Path(source)), origin=str(source), import_hooks=import_hooks)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first, self.line = key, first, line
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last one
+    silently: a second ``budgets:`` would drop every budget of the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` overrides on purpose
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base class says so
+                continue
+        return super().construct_mapping(node, deep)
 
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+            "save the configuration as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{path}: line {exc.line}: key {exc.key!r} is given twice in one mapping (first at line "
+            f"{exc.first}): expected each key once (YAML would silently keep only the last)"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -314,20 +371,27 @@ def _read_yaml(path: Path) -> Any:
     return {} if data is None else data
 
 
-def _validate(data: Any, origin: str | None = None) -> CostwardenConfig:
+def _validate(data: Any, origin: str | None = None, *, import_hooks: bool = False) -> CostwardenConfig:
+    """Validate ``data``, collecting the problems of every stage (schema, budget names, prices,
+    downgrade targets, hooks) before raising, so that one run lists them all."""
     prefix = f"{origin}: " if origin else ""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix}the configuration must be a mapping of keys, not {type(data).__name__}")
+    problems: list[str] = []
+    config = None
     try:
         config = CostwardenConfig.model_validate(dict(data))
     except ValidationError as exc:
         by_key: dict[tuple[Any, ...], str] = {}
         for err in exc.errors():  # a union reports once per branch: keep the first per key
-            by_key.setdefault(tuple(p for p in err["loc"] if _in_path(p)), prefix + _describe(err))
-        raise ConfigError(list(by_key.values())) from None
-    problems = [prefix + p for p in _unpriced_downgrades(config)]
-    if problems:
-        raise ConfigError(problems)
+            by_key.setdefault(tuple(p for p in err["loc"] if _in_path(p)), _describe(err))
+        problems += by_key.values()
+    problems += _duplicate_names(data.get("budgets"))
+    problems += _price_problems(data.get("prices"), data.get("budgets"))
+    if import_hooks:
+        problems += _hook_problems(data.get("hooks"))
+    if problems or config is None:
+        raise ConfigError([prefix + p for p in dict.fromkeys(problems)])  # each once, in order
     return config
 
 
@@ -345,13 +409,17 @@ def _describe(err: Mapping[str, Any]) -> str:
         message = message.removeprefix("Value error, ")
         if isinstance(value, Mapping) and "name" in value:  # a whole budget: name it instead of dumping it
             return f"{path} ({value['name']!r}): {message}"
-        if isinstance(value, Mapping | list):
+        if isinstance(value, Mapping) or _holds_objects(value):  # the key is enough to find it
             return f"{path}: {message}"
         return f"{path}: {_show(value)} {message}"
     if kind == "literal_error":
         expected = message.removeprefix("Input should be ")
         return f"{path}: {_show(value)} is not one of {expected}"
     return f"{path}: {_show(value)} is not valid: {message[0].lower() + message[1:]}"
+
+
+def _holds_objects(value: Any) -> bool:
+    return isinstance(value, list) and any(isinstance(item, Mapping | list) for item in value)
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -372,35 +440,71 @@ def _in_path(part: Any) -> bool:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as written in YAML
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}: ..." for k in value) + "}"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _unpriced_downgrades(config: CostwardenConfig) -> list[str]:
-    """Price overrides the price book refuses, and downgrades to a model with no known price (it
-    could not be costed)."""
-    from costwarden.pricing import PriceBook, PriceError
+def _duplicate_names(budgets: Any) -> list[str]:
+    """Budget names given twice, checked on the raw list so that a bad budget elsewhere does not
+    hide them."""
+    if not isinstance(budgets, list):
+        return []
+    names = [b.get("name") for b in budgets if isinstance(b, Mapping) and isinstance(b.get("name"), str)]
+    repeated = dict.fromkeys(name for name in names if names.count(name) > 1)
+    return [f"budgets: two budgets are named {name!r}: names must be unique" for name in repeated]
 
-    try:
-        book = PriceBook(config.prices)
-    except PriceError as exc:
-        return [str(exc)]
-    problems = []
-    for i, budget in enumerate(config.budgets):
-        if budget.downgrade is None:
-            continue
-        provider = _exact(budget.match.get("provider"))
-        to = budget.downgrade.to
-        targets = [("", to)] if isinstance(to, str) else [(f".{k}", v) for k, v in to.items()]
-        for suffix, model in targets:
-            if not book.knows(model, provider):
-                problems.append(
-                    f"budgets[{i}].downgrade.to{suffix}: {model!r} has no known price: "
-                    "expected a model in the price database or in prices:"
-                )
+
+def _price_problems(prices: Any, budgets: Any) -> list[str]:
+    """Every price override the price book refuses, and every downgrade (of a budget that is valid
+    itself) to a model with no known price: it could not be costed."""
+    from costwarden.pricing import PriceBook, check_overrides
+
+    if not isinstance(prices, Mapping):
+        prices = {}
+    overrides = {k: v for k, v in prices.items() if isinstance(k, str) and isinstance(v, Mapping)}
+    valid, problems = check_overrides(overrides)
+    book = PriceBook({k: v for k, v in overrides.items() if k.lower() in valid})
+    for i, raw in enumerate(budgets if isinstance(budgets, list) else []):
+        try:
+            budget = BudgetConfig.model_validate(raw)
+        except ValidationError:
+            continue  # its own problems are reported already
+        problems += _unpriced_downgrade(i, budget, book)
     return problems
+
+
+def _unpriced_downgrade(index: int, budget: BudgetConfig, book: Any) -> list[str]:
+    if budget.downgrade is None:
+        return []
+    provider = _exact(budget.match.get("provider"))
+    to = budget.downgrade.to
+    targets = [("", to)] if isinstance(to, str) else [(f".{k}", v) for k, v in to.items()]
+    return [
+        f"budgets[{index}].downgrade.to{suffix}: {model!r} has no known price: "
+        "expected a model in the price database or in prices:"
+        for suffix, model in targets
+        if not book.knows(model, provider)
+    ]
+
+
+def _hook_problems(hooks: Any) -> list[str]:
+    """Hooks that cannot be imported, as the budget processor would refuse them at start-up."""
+    from costwarden.processor._alerts import resolve_hook
+
+    if not isinstance(hooks, Mapping):
+        return []
+    reference = hooks.get("on_alert")
+    if not isinstance(reference, str) or not re.fullmatch(r"[\w.]+:[\w.]+", reference):
+        return []  # the schema reports it
+    try:
+        resolve_hook(reference, "hooks.on_alert")
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def _exact(values: list[str] | None) -> str | None:

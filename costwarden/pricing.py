@@ -77,7 +77,12 @@ def semconv_provider(provider_id: str) -> str | None:
 
 
 class PriceError(ValueError):
-    """A price override in the configuration is invalid."""
+    """Price overrides in the configuration are invalid. ``problems`` lists every one, one line each
+    (``prices.<model>.<key>: <value> ...``); the message is those lines."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 class Cost(NamedTuple):
@@ -230,31 +235,68 @@ def _pico_per_token(price: Price) -> int | None:
     return int(pico) if pico is not None and pico == pico.to_integral_value() else None
 
 
-def _from_override(model: str, values: Mapping[str, Any]) -> ModelPrices:
+def check_overrides(
+    overrides: Mapping[str, Mapping[str, Any]] | None,
+) -> tuple[dict[str, ModelPrices], list[str]]:
+    """Every price override that is valid (by lower-cased model name), and one line per problem of
+    the others (all of them, not just the first)."""
+    valid: dict[str, ModelPrices] = {}
+    problems: list[str] = []
+    for name, values in (overrides or {}).items():
+        found = _override_problems(name, values)
+        if found:
+            problems += found
+        else:
+            valid[name.lower()] = _from_override(name, values)
+    return valid, problems
+
+
+def _override_problems(model: str, values: Mapping[str, Any]) -> list[str]:
+    if not isinstance(values, Mapping):
+        expected = "expected {input: .., output: ..} (USD per 1M tokens)"
+        return [f"prices.{model}: {values!r} is not a mapping: {expected}"]
+    problems = []
     unknown = set(values) - set(OVERRIDE_KEYS)
     if unknown:
-        raise PriceError(
+        problems.append(
             f"prices.{model}: unknown key(s) {sorted(unknown)}; "
             f"expected some of {list(OVERRIDE_KEYS)} (USD per 1M tokens)"
         )
-    prices: dict[str, Decimal] = {}
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-            raise PriceError(f"prices.{model}.{key}: {value!r} is not a number (USD per 1M tokens)")
-        try:
-            amount = Decimal(str(value))
-        except ArithmeticError:
-            raise PriceError(f"prices.{model}.{key}: {value!r} is not a number (USD per 1M tokens)") from None
-        if not amount.is_finite() or amount < 0:
-            raise PriceError(
-                f"prices.{model}.{key}: {value!r} must be a non-negative number (USD per 1M tokens)"
-            )
-        prices[key] = amount
-    if "input" not in prices or "output" not in prices:
-        raise PriceError(f"prices.{model}: both 'input' and 'output' are required (USD per 1M tokens)")
+        if key in OVERRIDE_KEYS and _amount(value) is None:
+            problems.append(f"prices.{model}.{key}: {value!r} {_why_not_amount(value)} (USD per 1M tokens)")
+    if "input" not in values or "output" not in values:
+        problems.append(f"prices.{model}: both 'input' and 'output' are required (USD per 1M tokens)")
+    return problems
+
+
+def _amount(value: Any) -> Decimal | None:
+    """``value`` as a finite, non-negative Decimal, or None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def _why_not_amount(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return "is not a number"
+    try:
+        Decimal(str(value))
+    except ArithmeticError:
+        return "is not a number"
+    return "must be a non-negative number"
+
+
+def _from_override(model: str, values: Mapping[str, Any]) -> ModelPrices:
+    """A valid override (see :func:`_override_problems`) as prices."""
+    prices = {key: _amount(value) for key, value in values.items()}
     return ModelPrices(
-        input=prices["input"],
-        output=prices["output"],
+        input=prices["input"],  # type: ignore[arg-type]
+        output=prices["output"],  # type: ignore[arg-type]
         cache_read=prices.get("cache_read"),
         cache_write=prices.get("cache_write"),
         source="config",
@@ -322,13 +364,13 @@ class PriceBook:
 
     ``overrides`` maps a model name (matched case-insensitively, exactly) to USD-per-1M-token prices
     with the keys ``input``, ``output`` and optionally ``cache_read``, ``cache_write``; they win over
-    the price database and price models it does not know. Raises :class:`PriceError` for a bad one.
+    the price database and price models it does not know. Raises :class:`PriceError` listing every bad one.
     """
 
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self._overrides = {
-            name.lower(): _from_override(name, values) for name, values in (overrides or {}).items()
-        }
+        self._overrides, problems = check_overrides(overrides)
+        if problems:
+            raise PriceError(problems)
         self._cache: dict[tuple[str, str | None], tuple[ModelPrices | None, float]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()

@@ -227,3 +227,134 @@ def test_config_and_open_store_agree_on_store_urls(url: str) -> None:
             load_config({"store": url})
     else:
         assert load_config({"store": url}).store == url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://localhost:abc/0", "expected a port number from 1 to 65535, not 'abc'"),
+        ("redis://", "expected a host"),
+        ("redis+cluster://", "expected a host"),
+        ("redis://:6379/0", "expected a host"),
+        ("redis://localhost:6379/abc", "expected a database number after the host, not 'abc'"),
+        ("redis://h1:6379,h2:6379/0", "expected one host:port (several are for redis+sentinel://)"),
+        ("redis+sentinel://host", "names the service"),
+        ("redis+sentinel://h:26379/svc/x", "expected a database number after the host, not 'x'"),
+    ],
+)
+def test_store_urls_the_redis_client_cannot_open_are_refused(url: str, expected: str) -> None:
+    """``check`` used to accept them, and ``status`` then failed with a traceback."""
+    with pytest.raises(ConfigError) as caught:
+        load_config({"store": url})
+    message = str(caught.value)
+    assert message.startswith(f"store: {url!r} is not a store: ")
+    assert expected in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """Schema errors, bad prices, duplicate names and unpriced downgrades, in one run."""
+    config = {
+        "timezone": "Mars/Olympus",
+        "prices": {
+            "foo": {"input": "abc"},
+            "bar": {"input": 1, "output": 2, "colour": 3},
+            "neg": {"input": -1, "output": 2},
+            "good": {"input": 1, "output": 2},
+        },
+        "budgets": [
+            {"name": "x", "limit_usd": 1, "period": "fortnight"},
+            {"name": "x", "limit_usd": 1, "downgrade": {"at": 0.5, "to": "no-such-model-xyz"}},
+            {"name": "y", "limit_usd": 1, "downgrade": {"at": 0.5, "to": "good"}},
+        ],
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    problems = caught.value.problems
+    assert problems[0].startswith("timezone: 'Mars/Olympus' is not a time zone")
+    for expected in (
+        "budgets[0].period: 'fortnight' is not one of",
+        "budgets: two budgets are named 'x': names must be unique",
+        "prices.foo.input: 'abc' is not a number",
+        "prices.foo: both 'input' and 'output' are required",
+        "prices.bar: unknown key(s) ['colour']",
+        "prices.neg.input: -1 must be a non-negative number",
+        "budgets[1].downgrade.to: 'no-such-model-xyz' has no known price",
+    ):
+        assert sum(p.startswith(expected) for p in problems) == 1, (expected, problems)
+    assert len(problems) == 8, problems  # 'good' is priced: the downgrade to it is fine
+
+
+def test_a_downgrade_to_a_list_shows_the_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({"budgets": [{"name": "b", "limit_usd": 1, "downgrade": {"at": 0.5, "to": ["m"]}}]})
+    assert str(caught.value).startswith("budgets[0].downgrade.to: ['m'] is not a model name or a map")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"limit_tokens": True}, "budgets[0].limit_tokens: true is a boolean: expected a number"),
+        ({"limit_calls": False}, "budgets[0].limit_calls: false is a boolean: expected a number"),
+        ({"limit_usd": True}, "budgets[0].limit_usd: true is a boolean: expected a number"),
+        ({"alert_at": True}, "budgets[0].alert_at: true is a boolean: expected a fraction between 0 and 1"),
+        ({"alert_at": [0.5, True]}, "budgets[0].alert_at[1]: true is a boolean: expected a number"),
+        ({"max_repeats": True}, "budgets[0].max_repeats: true is a boolean: expected a number"),
+        ({"refuse_new_work_at": True}, "budgets[0].refuse_new_work_at: true is a boolean"),
+    ],
+)
+def test_booleans_are_not_numbers(fields: dict[str, Any], message: str) -> None:
+    """YAML's ``true`` used to be read as 1 (``limit_tokens: true`` was a limit of one token)."""
+    with pytest.raises(ConfigError) as caught:
+        load_config({"budgets": [{"name": "b", "limit_usd": 1, **fields}]})
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_booleans_are_not_numbers_at_the_top_level_either() -> None:
+    with pytest.raises(ConfigError, match=r"^store_timeout: true is a boolean"):
+        load_config({"store_timeout": True})
+    with pytest.raises(ConfigError, match=r"^ledger.retention_days: true is a boolean"):
+        load_config({"ledger": {"retention_days": True}})
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    """YAML keeps the last one silently: a second budgets: section dropped the first's budgets."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "budgets:\n  - {name: daily, limit_usd: 100, period: day}\nstore: memory\n"
+        "budgets:\n  - {name: other, max_repeats: 3}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: line 4: key 'budgets' is given twice in one mapping (first at line 1): "
+        "expected each key once (YAML would silently keep only the last)"
+    )
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("budgets:\n  - name: a\n    limit_usd: 1\n    limit_usd: 2\n")
+    with pytest.raises(ConfigError, match=r"line 4: key 'limit_usd' is given twice"):
+        load_config(nested)
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("budgets:\n  - &a {name: a, limit_usd: 1, period: day}\n  - {<<: *a, name: b}\n")
+    assert [b.name for b in load_config(path).budgets] == ["a", "b"]
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("budgets:\n  - {name: 'caf\u00e9', limit_usd: 1}\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert (
+        str(caught.value)
+        == f"{path}: not UTF-8 text (byte 0xe9 at offset 24): save the configuration as UTF-8"
+    )
+
+
+def test_hooks_are_imported_only_when_asked(tmp_path: Path) -> None:
+    config = {"hooks": {"on_alert": "no_such_module_x:notify"}}
+    assert load_config(config).hooks.on_alert == "no_such_module_x:notify"
+    with pytest.raises(ConfigError, match=r"hooks\.on_alert: 'no_such_module_x:notify' cannot be imported"):
+        load_config(config, import_hooks=True)
+    assert load_config({"hooks": {"on_alert": "os.path:join"}}, import_hooks=True)

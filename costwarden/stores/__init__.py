@@ -15,6 +15,7 @@ queues settlements in memory, to apply them when the store is back (see :mod:`._
 from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 from costwarden.stores._base import (
     Amounts,
@@ -85,6 +86,9 @@ def parse_store_url(url: str) -> StoreURL:
     if scheme == "sqlite":
         return StoreURL("sqlite", url, _sqlite_path(url))
     if scheme in _REDIS_SCHEMES:
+        problem = _redis_problem(url, scheme)
+        if problem is not None:
+            raise StoreURLError(f"store {scheme}://…: {problem}", problem)
         return StoreURL("redis", url)
     shown = f"{scheme}://…" if "://" in url else repr(scheme)
     problem = f"expected {_ACCEPTED}"
@@ -131,6 +135,33 @@ def open_store(
         inner = RedisStore.from_url(url, timeout=timeout)
         name = inner.name
     return ResilientStore(inner, retry_interval=retry_interval, pending_limit=pending_limit, name=name)
+
+
+def _redis_problem(url: str, scheme: str) -> str | None:
+    """What is wrong with a Redis URL (host, port, database, Sentinel service), or None. Never
+    quotes the password."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    sentinel = scheme.endswith("+sentinel")
+    example = "redis+sentinel://host:26379/mymaster/0" if sentinel else "redis://host:6379/0"
+    if "," in hosts and not sentinel:
+        return f"expected one host:port (several are for redis+sentinel://), as in {example}"
+    for host in hosts.split(","):
+        name, colon, port = ("", "", "") if host.endswith("]") else host.rpartition(":")  # [::1]
+        if not (name if colon else host):
+            return f"expected a host, as in {example}"
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            return f"expected a port number from 1 to 65535, not {port!r}, as in {example}"
+    path = [part for part in parts.path.split("/") if part]
+    if sentinel:
+        if not path:
+            return (
+                f"expected a URL that names the service (the Sentinel master) after the host, as in {example}"
+            )
+        path = path[1:]
+    if len(path) > 1 or (path and not path[0].isdigit()):
+        return f"expected a database number after the host, not {'/'.join(path)!r}, as in {example}"
+    return None
 
 
 def _sqlite_path(url: str) -> str:
