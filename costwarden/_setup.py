@@ -13,8 +13,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -22,6 +21,9 @@ from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from costwarden._state import get_processor, set_processor
+
+if TYPE_CHECKING:
+    from costwarden.config import CostwardenConfig
 
 __all__ = ["configure", "ensure_installed"]
 
@@ -56,7 +58,7 @@ class _ProcessorSlot(SpanProcessor):
 
 
 def configure(
-    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    config: str | os.PathLike[str] | Mapping[str, Any] | CostwardenConfig | None = None,
     *,
     tracer_provider: TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
@@ -64,7 +66,8 @@ def configure(
 ) -> Any:
     """Set costwarden up in code: what ``opentelemetry-instrument`` does for an unchanged app.
 
-    Loads the configuration (``config`` is a path or a dict in the file's format; by default
+    Loads the configuration (``config`` is a path, a dict in the file's format or a loaded
+    :class:`costwarden.config.CostwardenConfig`; by default
     ``$COSTWARDEN_CONFIG`` or ``./costwarden.yaml``, and no budgets if neither exists), installs the
     budget processor on ``tracer_provider`` (default: the global SDK provider, created from the
     ``OTEL_*`` variables if there is none yet), wraps its sampler so that the LLM calls it drops are
@@ -159,19 +162,37 @@ def _record_llm_calls(provider: TracerProvider) -> None:
 
 
 def _add_ledger(provider: TracerProvider, settings: Any) -> None:
-    """The local SQLite spend ledger, unless turned off or already configured as an OTel exporter."""
+    """The local SQLite spend ledger, unless turned off or the provider already feeds one (the SDK
+    built from ``OTEL_TRACES_EXPORTER=...,costwarden``). Its path is :func:`resolve_ledger_path`'s,
+    as for the CLI: ``COSTWARDEN_LEDGER``, else ``ledger.path``, else the user data directory."""
     ledger = getattr(settings, "ledger", None)
     if ledger is not None and not ledger.enabled:
         return
-    exporters = {name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")}
-    if "costwarden" in exporters:
+    if _feeds_a_ledger(provider):
         return
+    from costwarden.ledger import LedgerExporter, LedgerSpanProcessor, resolve_ledger_path
+
+    retention = getattr(ledger, "retention_days", None)
+    exporter = LedgerExporter(resolve_ledger_path(settings), retention_days=retention)
+    provider.add_span_processor(LedgerSpanProcessor(exporter))
+
+
+def _feeds_a_ledger(provider: TracerProvider) -> bool:
+    """Whether a span processor of ``provider`` already exports to a LedgerExporter.
+
+    Looks into the SDK's processors (private attributes, read defensively): when it cannot tell,
+    the answer is no, and a second exporter on the same file is harmless (a span is one row)."""
     from costwarden.ledger import LedgerExporter, LedgerSpanProcessor
 
-    path = getattr(ledger, "path", None)
-    retention = getattr(ledger, "retention_days", None)
-    exporter = LedgerExporter(Path(path) if path else None, retention_days=retention)
-    provider.add_span_processor(LedgerSpanProcessor(exporter))
+    multi = getattr(provider, "_active_span_processor", None)
+    for processor in getattr(multi, "_span_processors", ()):
+        if isinstance(processor, LedgerSpanProcessor):
+            return True
+        batch = getattr(processor, "_batch_processor", None)
+        exporter = getattr(processor, "span_exporter", None) or getattr(batch, "_exporter", None)
+        if isinstance(exporter, LedgerExporter):
+            return True
+    return False
 
 
 def _instrument_all(provider: TracerProvider) -> None:

@@ -6,7 +6,14 @@ entry point ``costwarden``, so ``OTEL_TRACES_EXPORTER=otlp,costwarden`` works), 
 reads what it wrote, for ``costwarden top`` and ``costwarden report``.
 """
 
-from costwarden._ledger._errors import LedgerCorrupt, LedgerEmpty, LedgerError, LedgerLocked, LedgerNotFound
+from costwarden._ledger._errors import (
+    LedgerCorrupt,
+    LedgerEmpty,
+    LedgerError,
+    LedgerLocked,
+    LedgerNotFound,
+    LedgerUnreadable,
+)
 from costwarden._ledger._exporter import DEFAULT_RETENTION_DAYS, LedgerExporter
 from costwarden._ledger._paths import ENV_LEDGER, default_ledger_path, resolve_ledger_path
 from costwarden._ledger._processor import LedgerSpanProcessor
@@ -28,6 +35,7 @@ __all__ = [
     "LedgerLocked",
     "LedgerNotFound",
     "LedgerSpanProcessor",
+    "LedgerUnreadable",
     "Period",
     "Report",
     "Spend",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from costwarden import semconv as sc
+from costwarden.config import load_config
 from costwarden.ledger import (
     SCHEMA_VERSION,
     Ledger,
@@ -28,6 +30,7 @@ from costwarden.ledger import (
     LedgerExporter,
     LedgerLocked,
     LedgerNotFound,
+    LedgerUnreadable,
     resolve_ledger_path,
 )
 from tests._apps import run_app
@@ -529,3 +532,142 @@ def test_no_argument_constructor_reads_the_config(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("COSTWARDEN_CONFIG", str(config))
     exporter = LedgerExporter()
     assert (exporter.path, exporter.retention_days) == (tmp_path / "from-config.db", 7)
+
+
+# --- reading changes nothing -----------------------------------------------------------------------
+def test_reading_leaves_the_file_as_it_was(filled: Path, recorder: Recorder) -> None:
+    recorder.exporter.shutdown()
+    before = filled.read_bytes()
+    with Ledger(filled) as ledger:
+        assert ledger.count() == 5
+    assert filled.read_bytes() == before
+
+
+def test_a_database_with_no_ledger_yet_is_empty_and_left_alone(ledger_path: Path) -> None:
+    """An empty SQLite file given to ``top`` used to get the ledger's tables written into it."""
+    conn = sqlite3.connect(ledger_path)
+    conn.execute("CREATE TABLE scratch (x)")
+    conn.execute("DROP TABLE scratch")  # a database with pages, and no table
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerEmpty, match="has no calls yet"):
+        Ledger(ledger_path)
+    conn = sqlite3.connect(ledger_path)
+    try:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == 0
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory this process cannot write: by its mode, or (for root) the immutable attribute."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    yield directory
+    subprocess.run(["chattr", "-i", str(directory)], capture_output=True, check=False)
+    directory.chmod(0o755)
+
+
+def _make_read_only(directory: Path) -> None:
+    directory.chmod(0o555)
+    if os.access(directory, os.W_OK):  # root: the mode does not stop it
+        done = subprocess.run(["chattr", "+i", str(directory)], capture_output=True, check=False)
+        if done.returncode != 0 or os.access(directory, os.W_OK):
+            pytest.skip("cannot make a directory read-only for this user")
+
+
+def test_a_ledger_in_a_read_only_directory_is_read(read_only_dir: Path) -> None:
+    """It was reported as corrupt: the reader could not create the -shm file WAL needs."""
+    path = read_only_dir / "ledger.db"
+    rec = Recorder(LedgerExporter(path))
+    rec.call(llm_attributes(agent="writer", cost=0.25))
+    rec.close()
+    assert not path.with_name("ledger.db-wal").exists()
+    _make_read_only(read_only_dir)
+    with Ledger(path) as ledger:
+        assert [(s.key, s.cost_usd) for s in ledger.top("agent")] == [("writer", Decimal("0.25"))]
+
+
+def test_a_ledger_this_user_cannot_read(filled: Path, recorder: Recorder) -> None:
+    recorder.exporter.shutdown()
+    filled.chmod(0o000)
+    try:
+        if os.access(filled, os.R_OK):
+            pytest.skip("this user reads files whatever their mode (root)")
+        with pytest.raises(LedgerUnreadable, match=r"cannot read the ledger at .*: check the permissions"):
+            Ledger(filled)
+    finally:
+        filled.chmod(0o644)
+
+
+def test_windows_beyond_what_the_ledger_holds(filled: Path) -> None:
+    """Times are 64-bit nanoseconds: years before 1678 or after 2261 are held to that range."""
+    with Ledger(filled) as ledger:
+        assert ledger.top("agent", since=datetime(9999, 12, 31, tzinfo=UTC)) == []
+        assert ledger.totals(since=datetime(1, 1, 1, tzinfo=UTC)).calls == 5
+
+
+# --- one rule for the ledger's path ----------------------------------------------------------------
+@pytest.fixture
+def configured() -> Iterator[TracerProvider]:
+    """A provider built in code, as an app does, that configure() is then called on."""
+    provider = TracerProvider()
+    yield provider
+    provider.shutdown()
+    from costwarden._state import set_processor
+
+    previous = set_processor(None)
+    if previous is not None:
+        previous.shutdown()
+
+
+def _one_call(provider: TracerProvider) -> None:
+    with provider.get_tracer("app").start_as_current_span("chat gpt-4o") as span:
+        span.set_attributes(llm_attributes(agent="writer"))
+    provider.force_flush()
+
+
+def test_the_environment_wins_over_ledger_path_in_the_app_as_in_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: TracerProvider
+) -> None:
+    from costwarden import configure
+
+    from_env, from_config = tmp_path / "from-env.db", tmp_path / "from-config.db"
+    monkeypatch.setenv("COSTWARDEN_LEDGER", str(from_env))
+    config = {"ledger": {"path": str(from_config)}}
+    configure(config, tracer_provider=configured, instrument=False)
+    _one_call(configured)
+    assert [row["agent"] for row in rows(from_env)] == ["writer"]
+    assert not from_config.exists()
+    assert resolve_ledger_path(load_config(config)) == from_env  # what `costwarden top` reads
+
+
+def test_otel_traces_exporter_costwarden_does_not_turn_off_the_ledger_of_a_provider_built_in_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: TracerProvider
+) -> None:
+    """The variable names an exporter for providers the SDK builds from the environment; this one
+    was not, so nothing fed the ledger."""
+    from costwarden import configure
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,costwarden")
+    path = tmp_path / "ledger.db"
+    configure({"ledger": {"path": str(path)}}, tracer_provider=configured, instrument=False)
+    _one_call(configured)
+    assert [row["agent"] for row in rows(path)] == ["writer"]
+
+
+def test_a_provider_that_already_feeds_a_ledger_gets_no_second_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: TracerProvider
+) -> None:
+    from costwarden import configure
+
+    monkeypatch.delenv("COSTWARDEN_LEDGER", raising=False)
+    own, configs = tmp_path / "own.db", tmp_path / "config.db"
+    configured.add_span_processor(BatchSpanProcessor(LedgerExporter(own)))
+    configure({"ledger": {"path": str(configs)}}, tracer_provider=configured, instrument=False)
+    _one_call(configured)
+    assert len(rows(own)) == 1
+    assert not configs.exists()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["LedgerCorrupt", "LedgerEmpty", "LedgerError", "LedgerLocked", "LedgerNotFound"]
+__all__ = [
+    "LedgerCorrupt",
+    "LedgerEmpty",
+    "LedgerError",
+    "LedgerLocked",
+    "LedgerNotFound",
+    "LedgerUnreadable",
+]
 
 _MOVE_IT_AWAY = "move it away (costwarden starts a new ledger there) or point to another with --ledger"
 
@@ -51,3 +58,14 @@ class LedgerLocked(LedgerError):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, f"the ledger at {path} is locked by another process: try again in a moment")
+
+
+class LedgerUnreadable(LedgerError):
+    """The ledger exists but this user may not read it (its permissions, or its directory's)."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            path,
+            f"cannot read the ledger at {path} ({why}): check the permissions of the file and its "
+            "directory, or point to another ledger with --ledger",
+        )

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from costwarden._ledger._errors import LedgerCorrupt, LedgerEmpty, LedgerError, LedgerLocked, LedgerNotFound
 from costwarden._ledger._rows import NANO
-from costwarden._ledger._schema import connect
+from costwarden._ledger._schema import connect_read_only
 
 __all__ = ["DIMENSIONS", "PERIODS", "Dimension", "Ledger", "Period", "Report", "Spend"]
 
@@ -103,11 +103,13 @@ class Report:
 
 
 class Ledger:
-    """The ledger at ``path``, opened for reading (it is never created here).
+    """The ledger at ``path``, opened read-only: it is never created, migrated or otherwise changed
+    here, so a ledger in a read-only directory can be read.
 
-    Raises :class:`LedgerNotFound`, :class:`LedgerCorrupt` (not a database, not a ledger, or from a
-    newer costwarden) or :class:`LedgerLocked` (held by another process longer than ``timeout``
-    seconds) on opening; the queries raise :class:`LedgerEmpty` when it holds no call at all.
+    Raises :class:`LedgerNotFound`, :class:`LedgerEmpty` (no call recorded yet), :class:`LedgerCorrupt`
+    (not a database, not a ledger, or of another schema version), :class:`LedgerUnreadable`
+    (permissions) or :class:`LedgerLocked` (held by another process longer than ``timeout`` seconds)
+    on opening; the queries raise :class:`LedgerEmpty` when it holds no call at all.
     """
 
     REPORT_GROUPS: Final = ("agent", "workflow", "model", "provider")
@@ -119,7 +121,7 @@ class Ledger:
         if self.path.stat().st_size == 0:  # SQLite would take it for a new database
             raise LedgerEmpty(self.path)
         try:
-            self._conn = connect(self.path, create=False, timeout=timeout)
+            self._conn = connect_read_only(self.path, timeout=timeout)
         except sqlite3.OperationalError as exc:
             raise LedgerCorrupt(self.path, str(exc)) from None
 
@@ -204,9 +206,11 @@ def _window_ns(since: datetime | None, until: datetime | None) -> tuple[int, int
 
 
 def _ns(moment: datetime) -> int:
+    """Nanoseconds since 1970, held to what SQLite's 64-bit integers (the ledger's times) can hold."""
     if moment.tzinfo is None:
         raise ValueError(f"{moment.isoformat()} has no time zone: pass an aware datetime")
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    return max(-(2**63), min(ns, 2**63 - 1))
 
 
 def _spend(row: tuple[Any, ...]) -> Spend:

@@ -7,12 +7,13 @@ that moves a file from it to the next one; version 0 is a new, empty file.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from costwarden._ledger._errors import LedgerCorrupt, LedgerLocked
+from costwarden._ledger._errors import LedgerCorrupt, LedgerEmpty, LedgerLocked, LedgerUnreadable
 
 __all__ = [
     "APPLICATION_ID",
@@ -20,6 +21,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "connect",
+    "connect_read_only",
     "migrate",
     "write_transaction",
 ]
@@ -127,6 +129,61 @@ def connect(path: Path, *, create: bool, timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def connect_read_only(path: Path, *, timeout: float) -> sqlite3.Connection:
+    """Open the ledger at ``path`` for reading only: never created, migrated or switched to WAL.
+
+    Raises :class:`LedgerEmpty` for a database with no ledger in it yet, :class:`LedgerCorrupt`
+    for a file that is not a ledger, or a ledger of another schema, :class:`LedgerUnreadable` when
+    permissions forbid reading it and :class:`LedgerLocked` when another process holds it.
+    """
+    conn = _open_read_only(path, timeout, immutable=False)
+    try:
+        try:
+            version = _version(conn, path)
+        except sqlite3.OperationalError as exc:
+            if not _cannot_open(exc):
+                raise
+            # A WAL ledger whose directory we cannot write: SQLite cannot make the -shm file a
+            # reader needs. No process can write it in WAL mode then either, so it is immutable.
+            conn.close()
+            conn = _open_read_only(path, timeout, immutable=True)
+            version = _version(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if _cannot_open(exc):
+            raise LedgerUnreadable(path, str(exc)) from None
+        raise _translate(exc, path) from None
+    except BaseException:
+        conn.close()
+        raise
+    if version != SCHEMA_VERSION:
+        conn.close()
+        if version == 0:
+            raise LedgerEmpty(path)
+        raise LedgerCorrupt(
+            path,
+            f"schema {version}, written by an older costwarden; this one reads {SCHEMA_VERSION}",
+            remedy="run your app once with this costwarden (it upgrades the ledger), then try again",
+        )
+    return conn
+
+
+def _open_read_only(path: Path, timeout: float, *, immutable: bool) -> sqlite3.Connection:
+    if not os.access(path, os.R_OK):
+        raise LedgerUnreadable(path, "permission denied")
+    options = "mode=ro&immutable=1" if immutable else "mode=ro"
+    try:
+        return sqlite3.connect(
+            f"{path.resolve().as_uri()}?{options}", uri=True, timeout=timeout, isolation_level=None
+        )
+    except sqlite3.OperationalError as exc:
+        raise LedgerUnreadable(path, str(exc)) from None
+
+
+def _cannot_open(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "").startswith("SQLITE_CANTOPEN")
 
 
 def _check_and_migrate(conn: sqlite3.Connection, path: Path) -> None:
