@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -350,3 +353,185 @@ def test_prices_come_from_the_config_too(tmp_path: Path) -> None:
     (tmp_path / "other.yaml").write_text("prices:\n  gpt-4o: {input: 2.0, output: 8.0}\n")
     result = invoke("prices", "gpt-4o", "--json", "--config", str(tmp_path / "other.yaml"))
     assert Decimal(json.loads(result.output)["input"]) == 2
+
+
+# --- review fixes ----------------------------------------------------------------------------------
+BIN = Path(sys.executable).parent
+ONE_BUDGET = "budgets:\n  - {name: d, limit_usd: 1}\n"
+
+
+@pytest.mark.parametrize("since", ["1000000d", "9999-12-31", "0001-01-01"])
+def test_since_out_of_range_is_a_usage_error(
+    ledger: Path, since: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["top", "--since", since, "--ledger", str(ledger)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{since!r} is out of range: expected a time between 1678-01-01 and 2262-01-01" in err
+    assert "Traceback" not in err
+
+
+def test_check_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "budgets:\n"
+        "  - {name: a, limit_usd: 1, colour: red}\n"
+        "  - {name: a, limit_usd: 1, downgrade: {at: 0.7, to: {gpt-4o: gpt-4o-mimi}}}\n"
+        "prices:\n  foo: {input: abc}\n  bar: {input: 1}\n"
+    )
+    line = one_line_problem(["check", str(path)], capsys)
+    for expected in (
+        "budgets[0].colour: unknown key (value 'red')",
+        "budgets: two budgets are named 'a'",
+        "budgets[1].downgrade.to.gpt-4o: 'gpt-4o-mimi' has no known price",
+        "prices.foo.input: 'abc' is not a number",
+        "prices.bar: both 'input' and 'output' are required",
+    ):
+        assert expected in line, line
+
+
+def test_check_refuses_a_key_given_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "budgets:\n  - {name: daily, limit_usd: 100}\nbudgets:\n  - {name: other, max_repeats: 3}\n"
+    )
+    line = one_line_problem(["check", str(path)], capsys)
+    assert "line 3: key 'budgets' is given twice in one mapping (first at line 1)" in line
+
+
+def test_check_imports_the_alert_hook_from_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Start-up refuses a hook it cannot import; check said OK."""
+    (tmp_path / "cw_test_hooks.py").write_text("def notify(event):\n    pass\n")
+    good = tmp_path / "good.yaml"
+    good.write_text('hooks: {on_alert: "cw_test_hooks:notify"}\n')
+    assert invoke("check", str(good)).exit_code == EXIT_OK
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('hooks: {on_alert: "cw_no_such_module:notify"}\n')
+    line = one_line_problem(["check", str(bad)], capsys)
+    assert "hooks.on_alert: 'cw_no_such_module:notify' cannot be imported: No module named" in line
+    missing = tmp_path / "missing.yaml"
+    missing.write_text('hooks: {on_alert: "cw_test_hooks:nope"}\n')
+    assert "'cw_test_hooks:nope' cannot be imported" in one_line_problem(["check", str(missing)], capsys)
+
+
+def test_check_refuses_a_store_url_status_cannot_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "store.yaml"
+    path.write_text('store: "redis://localhost:abc/0"\n')
+    for command in (["check", str(path)], ["status", "--config", str(path)]):
+        line = one_line_problem(command, capsys)
+        assert "store: 'redis://localhost:abc/0' is not a store: expected a port number" in line
+
+
+def test_status_does_not_create_a_missing_sqlite_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "typo" / "dir" / "budgets.db"
+    (tmp_path / "costwarden.yaml").write_text(
+        f'store: "sqlite:///{store}"\nbudgets:\n  - {{name: d, limit_usd: 1}}\n'
+    )
+    line = one_line_problem(["status"], capsys)
+    assert f"no store at {store} (nothing recorded yet?)" in line
+    assert not (tmp_path / "typo").exists()
+
+
+def test_status_reads_an_existing_sqlite_store(tmp_path: Path) -> None:
+    from costwarden.stores import open_store
+
+    store = tmp_path / "budgets.db"
+    open_store(f"sqlite:///{store}").close()  # what the app leaves behind
+    (tmp_path / "costwarden.yaml").write_text(
+        f'store: "sqlite:///{store}"\nbudgets:\n  - {{name: d, limit_usd: 1}}\n'
+    )
+    result = invoke("status", "--json")
+    assert result.exit_code == EXIT_OK, result.output
+    assert json.loads(result.output)["budgets"][0]["spent"] == 0.0
+
+
+@pytest.fixture
+def big_ledger(tmp_path: Path) -> Path:
+    """More output than a pipe holds: the writer meets the closed pipe."""
+    path = tmp_path / "big.db"
+    rec = Recorder(LedgerExporter(path))
+    for i in range(3000):
+        rec.call(llm_attributes(agent=f"agent-{i:05d}-with-a-long-name-to-fill-the-pipe", cost=0.001))
+    rec.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "--format", "csv", "--period", "month"],
+        ["report", "--period", "month"],
+        ["top", "--since", "7d"],
+        ["top", "--since", "7d", "--json"],
+    ],
+)
+def test_a_reader_that_stops_early_is_not_an_error(big_ledger: Path, args: list[str]) -> None:
+    """`costwarden report ... | head -1` exited 1 (click and rich each turn a closed pipe into 1)."""
+    proc = subprocess.Popen(
+        [str(BIN / "costwarden"), *args, "--ledger", str(big_ledger)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == EXIT_OK, err
+    assert err == ""
+
+
+# --- demo ------------------------------------------------------------------------------------------
+def test_demo_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--help"]) == EXIT_OK
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "with budgets that alert, downgrade and veto, and a spend report at the end." in help_text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loop", "--interval", "-1"], "argument --interval: '-1' is not a number of seconds, 0 or more"),
+        (["--runs", "-1"], "argument --runs: '-1' is not 1 or more"),
+        (["--runs", "many"], "argument --runs: 'many' is not a whole number"),
+    ],
+)
+def test_demo_bad_options_are_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", *args]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_demo_with_a_bad_config_prints_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("budgets:\n  - {name: a, limit_usd: 1, colour: red}\n")
+    assert "budgets[0].colour: unknown key" in one_line_problem(["demo", "--config", str(bad)], capsys)
+    line = one_line_problem(["demo", "--config", str(tmp_path / "none.yaml")], capsys)
+    assert "cannot read the configuration file" in line
+
+
+def test_demo_config_file_and_ledger_together(tmp_path: Path) -> None:
+    """--ledger was ignored with a --config file; it also wins over COSTWARDEN_LEDGER, as for top."""
+    config = tmp_path / "own.yaml"
+    config.write_text("ledger: {retention_days: 7}\nbudgets:\n  - {name: all, limit_usd: 100, period: day}\n")
+    # No loop guard (max_repeats) in this file: the demo's retry loop stops by itself.
+    ledger, other = tmp_path / "demo.db", tmp_path / "other.db"
+    result = subprocess.run(
+        [str(BIN / "costwarden"), "demo", "--runs", "1", "--config", str(config), "--ledger", str(ledger)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "120", "PATH": str(BIN), "HOME": str(tmp_path), "COSTWARDEN_LEDGER": str(other)},
+    )
+    assert result.returncode == EXIT_OK, result.stderr
+    assert not other.exists()
+    top = invoke("top", "--json", "--ledger", str(ledger))
+    assert top.exit_code == EXIT_OK, top.output
+    assert "researcher" in {row["key"] for row in json.loads(top.output)["rows"]}

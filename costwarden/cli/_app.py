@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 import click
 
 from costwarden.cli._budgets import check, status
-from costwarden.cli._common import EXIT_OK, EXIT_PROBLEM
+from costwarden.cli._common import EXIT_OK, EXIT_PROBLEM, OutputClosed
 from costwarden.cli._misc import demo, prices
 from costwarden.cli._spend import report, top
 
@@ -44,11 +45,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         click.echo("Aborted.", err=True)
         return EXIT_PROBLEM
-    except BrokenPipeError:  # `costwarden top | head`
+    except (BrokenPipeError, OutputClosed):  # `costwarden top | head`
+        _discard_output()
         return EXIT_OK
     return result if isinstance(result, int) else EXIT_OK
 
 
 def run() -> None:
     """The ``costwarden`` console script."""
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()  # here rather than at exit, where a closed pipe would print a traceback
+    except BrokenPipeError:
+        _discard_output()
+    sys.exit(code)
+
+
+def _discard_output() -> None:
+    """Point stdout at /dev/null: what is still buffered for a reader that has gone is dropped, and
+    Python's flush at exit does not fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test runner's capture)
+        pass

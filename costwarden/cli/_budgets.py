@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -16,6 +19,7 @@ from costwarden.cli._common import (
     config_option,
     echo_json,
     load_user_config,
+    make_console,
     money,
     user_errors,
 )
@@ -27,12 +31,16 @@ __all__ = ["check", "status"]
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @user_errors
 def check(config: Path) -> int:
-    """Validate the configuration file CONFIG and print a summary of it.
+    """Validate the configuration file CONFIG and print a summary of it. The on_alert hook is
+    imported as the app would import it (from the current directory).
 
     Exit codes: 0 valid; 1 invalid (every problem is printed, naming the key, the value and what was
     expected) or unreadable; 2 a usage error.
     """
-    settings = load_user_config(config)
+    from costwarden.config import load_config
+
+    with _working_directory_importable():
+        settings = load_config(config, import_hooks=True)
     budgets = settings.budgets
     names = ", ".join(budget.name for budget in budgets) or "none"
     click.echo(f"OK: {config} is valid")
@@ -70,7 +78,7 @@ def status(config_path: Path | None, as_json: bool) -> int:
     if as_json:
         echo_json({"store": settings.store, "budgets": [_status_json(row) for row in rows]})
         return EXIT_OK
-    console = Console()
+    console = make_console()
     if not rows:
         console.print("No budgets in the configuration.")
         return EXIT_OK
@@ -83,14 +91,39 @@ def status(config_path: Path | None, as_json: bool) -> int:
     return EXIT_OK
 
 
+@contextmanager
+def _working_directory_importable() -> Iterator[None]:
+    """The current directory on ``sys.path`` (as for ``python app.py`` run from it), for the block."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def _open_store(settings: Any) -> Any:
-    from costwarden.stores import open_store
+    """The configured store, for reading: a SQLite store that does not exist is not created."""
+    from costwarden.stores import open_store, parse_store_url
     from costwarden.stores._base import StoreUnavailable
 
+    parsed = parse_store_url(settings.store)
+    if parsed.kind == "sqlite":
+        path = Path(parsed.path).expanduser().absolute()
+        if not path.is_file():
+            raise Problem(
+                f"no store at {path} (nothing recorded yet?): run your app with store: {settings.store}, "
+                "or check the store: path in the configuration"
+            )
     try:
         return open_store(settings.store, timeout=settings.store_timeout)
     except StoreUnavailable as exc:
         raise Problem(f"cannot reach the store {settings.store}: {exc}") from None
+    except ValueError as exc:  # a URL the store's client refuses
+        raise Problem(f"store: cannot be opened: {exc}") from None
 
 
 def _status_json(row: Any) -> dict[str, Any]:

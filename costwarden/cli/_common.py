@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
 
 import click
+from rich.console import Console
 
 from costwarden.ledger import ENV_LEDGER, Ledger, LedgerError, resolve_ledger_path
 
@@ -20,11 +21,13 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PROBLEM",
     "EXIT_USAGE",
+    "OutputClosed",
     "Problem",
     "config_option",
     "echo_json",
     "ledger_option",
     "load_user_config",
+    "make_console",
     "money",
     "open_ledger",
     "parse_since",
@@ -50,8 +53,29 @@ class Problem(click.ClickException):
         click.echo(f"costwarden: {self.format_message()}", err=True, file=file)
 
 
+class OutputClosed(Exception):
+    """The reader of our output went away (``costwarden report | head -1``): stop quietly, exit 0.
+
+    Not an ``OSError``, so click does not turn it into exit code 1 the way it does a broken pipe."""
+
+
+class _Console(Console):
+    """rich's console, but a closed pipe ends the command with exit code 0 (rich's own default is
+    ``SystemExit(1)``)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise OutputClosed
+
+
+def make_console() -> Console:
+    """A rich console for a command's output."""
+    return _Console()
+
+
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the ledger's and the config's errors into a :class:`Problem` (never a traceback)."""
+    """Turn the ledger's and the config's errors into a :class:`Problem` (never a traceback), and a
+    closed output pipe into :class:`OutputClosed`."""
     from costwarden.config import ConfigError
 
     @wraps(command)
@@ -60,6 +84,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (LedgerError, ConfigError) as exc:
             raise Problem(" / ".join(str(exc).splitlines())) from None
+        except BrokenPipeError:
+            raise OutputClosed from None
 
     return wrapper
 
@@ -91,8 +117,10 @@ ledger_option = click.option(
 
 
 def open_ledger(path: Path | None) -> Ledger:
-    """The ledger at ``path`` or where costwarden writes it. Raises LedgerError or ConfigError."""
+    """The ledger at ``path`` or where costwarden writes it (:func:`resolve_ledger_path`, the rule the
+    app follows too). Raises LedgerError or ConfigError."""
     if path is None:
+        # The configuration is read only when it can matter: COSTWARDEN_LEDGER wins over ledger.path.
         path = resolve_ledger_path(None if os.environ.get(ENV_LEDGER) else load_user_config())
     return Ledger(path)
 
@@ -105,6 +133,25 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     """``30m``, ``24h``, ``7d``, ``2w`` before ``now``, or an ISO date or date-time (local time
     unless it carries an offset). Raises ValueError with a message that says what is accepted."""
     now = now or datetime.now(UTC)
+    try:
+        moment = _moment(value, now)
+        in_range = _EARLIEST <= moment <= _LATEST
+    except (OverflowError, OSError):  # more days than a date holds; a year the platform cannot place
+        in_range = False
+    if not in_range:
+        raise ValueError(
+            f"{value!r} is out of range: expected a time between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d} "
+            "(what the ledger can hold)"
+        )
+    return moment
+
+
+# The ledger stores times as signed 64-bit nanoseconds since 1970.
+_EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+
+
+def _moment(value: str, now: datetime) -> datetime:
     match = _DURATION.match(value)
     if match:
         return now - timedelta(**{_UNITS[match[2]]: int(match[1])})
@@ -115,7 +162,12 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
             f"{value!r} is not a time: expected a duration such as 30m, 24h, 7d, 2w "
             "or an ISO date such as 2026-11-23 or 2026-11-23T09:00"
         ) from None
-    return moment if moment.tzinfo else moment.astimezone()
+    if moment.tzinfo:
+        return moment
+    try:
+        return moment.astimezone()
+    except ValueError:  # "year 0 is out of range": too early for the local time zone
+        raise OverflowError(value) from None
 
 
 def money(amount: Decimal) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from costwarden.cli._common import (
@@ -19,6 +18,7 @@ from costwarden.cli._common import (
     config_option,
     echo_json,
     load_user_config,
+    make_console,
     user_errors,
 )
 
@@ -60,7 +60,7 @@ def prices(model: str, provider: str | None, config_path: Path | None, as_json: 
     for key, value in data.items():
         if value is not None:
             table.add_row(key.replace("_", " "), _show(value))
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 

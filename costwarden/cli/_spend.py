@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -21,6 +20,7 @@ from costwarden.cli._common import (
     echo_json,
     ledger_option,
     load_user_config,
+    make_console,
     money,
     open_ledger,
     parse_since,
@@ -78,7 +78,7 @@ def top(by: str, since: datetime, limit: int | None, as_json: bool, ledger_path:
             }
         )
         return EXIT_OK
-    console = Console()
+    console = make_console()
     if not rows:
         console.print(f"No calls since {_when(since)} in {escape(str(path))}.")
         return EXIT_OK
@@ -154,7 +154,7 @@ def _write_csv(result: Report) -> None:
 
 
 def _print_report(result: Report) -> None:
-    console = Console()
+    console = make_console()
     span = f"{result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} {result.start:%Z}"
     total = result.total
     console.print(f"[bold]Spend for {result.period} {escape(result.label)}[/] ({span})")

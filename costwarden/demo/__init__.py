@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import os
+import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from opentelemetry import trace
@@ -30,6 +33,9 @@ from costwarden import semconv as sc
 from costwarden._attribution import attribute
 from costwarden._errors import BudgetExceeded
 from costwarden.demo._report import print_report
+
+if TYPE_CHECKING:
+    from costwarden.config import CostwardenConfig
 
 __all__ = ["main"]
 
@@ -87,7 +93,7 @@ def _run_workflow(agents: _Agents, topic: str, run_id: str) -> None:
                 _veto("researcher", exc)
                 return
         # A flaky tool makes the researcher resend the same request: the loop guard stops it.
-        for attempt in itertools.count(1):
+        for attempt in range(1, _MAX_RETRIES + 1):
             try:
                 agents.ask(
                     "researcher", "gpt-4o-mini", "Fetch the latest figures for the appendix. " + _context(10)
@@ -96,6 +102,8 @@ def _run_workflow(agents: _Agents, topic: str, run_id: str) -> None:
             except BudgetExceeded as exc:
                 _veto("researcher", exc)
                 break
+        else:  # a --config without a loop guard (max_repeats): the demo stops the loop itself
+            _step("researcher", f"gave up after {_MAX_RETRIES} attempts (no budget stopped the loop)")
         try:
             agents.ask(
                 "writer", "gpt-4o", "Write the brief from these notes: " + " ".join(notes)[:4000], stream=True
@@ -107,6 +115,10 @@ def _run_workflow(agents: _Agents, topic: str, run_id: str) -> None:
             _step("writer", "translated the summary")
         except BudgetExceeded as exc:
             _veto("writer", exc)
+
+
+_MAX_RETRIES = 8
+"""The demo's own stop for its retry loop, for a configuration without max_repeats."""
 
 
 def _context(sentences: int) -> str:
@@ -144,21 +156,83 @@ def demo_config() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: expected 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 1 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
+    return value
+
+
+def _description() -> str:
+    """The module docstring's first paragraph, on one line."""
+    return " ".join((__doc__ or "").split("\n\n", 1)[0].replace("``", "").split())
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="costwarden demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2, help="workflow runs to make (default 2)")
+    parser = argparse.ArgumentParser(prog="costwarden demo", description=_description())
+    parser.add_argument("--runs", type=_count, default=2, help="workflow runs to make (default 2)")
     parser.add_argument("--loop", action="store_true", help="keep running workflows until interrupted")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between runs with --loop")
+    parser.add_argument(
+        "--interval", type=_seconds, default=5.0, help="seconds between runs with --loop (default 5)"
+    )
     parser.add_argument("--ledger", help="also write the calls to this ledger file (costwarden top reads it)")
     parser.add_argument("--config", help="run with this costwarden.yaml instead of the demo's budgets")
     return parser.parse_args(list(argv) if argv is not None else None)
 
 
+def _config(path: str | None, ledger: str | None) -> CostwardenConfig:
+    """The demo's budgets, or the file at ``path``; with ``ledger``, writing to that ledger (on top
+    of the file's other ``ledger:`` keys). Raises ConfigError."""
+    from costwarden.config import LedgerConfig, load_config
+
+    config = load_config(path if path else demo_config())
+    if ledger:
+        kept = config.ledger.model_dump(exclude={"enabled", "path"})
+        config = config.model_copy(update={"ledger": LedgerConfig(enabled=True, path=ledger, **kept)})
+    return config
+
+
+@contextmanager
+def _ledger_path_wins(path: str | None) -> Iterator[None]:
+    """``--ledger PATH`` over ``COSTWARDEN_LEDGER`` (which wins over the config's ``ledger.path``), as
+    for ``costwarden top``: the variable is set to PATH while the ledger's exporter is made."""
+    from costwarden.ledger import ENV_LEDGER
+
+    if not path:
+        yield
+        return
+    previous = os.environ.get(ENV_LEDGER)
+    os.environ[ENV_LEDGER] = path
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(ENV_LEDGER, None)
+        else:
+            os.environ[ENV_LEDGER] = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; returns the exit code."""
+    """Run the demo; returns the exit code (1: a bad ``--config``, printed as one line on stderr)."""
     import openai
 
     from costwarden import configure
+    from costwarden.config import ConfigError
     from costwarden.instrumentation.openai import OpenAIInstrumentor
     from costwarden.testing import FakeProvider
 
@@ -166,13 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("costwarden.budget", "costwarden.processor"):  # the alert hook prints alerts
         logging.getLogger(name).addHandler(logging.NullHandler())
         logging.getLogger(name).propagate = False
-    config = args.config or demo_config()
-    if args.ledger:
-        config = (
-            {**config, "ledger": {"enabled": True, "path": args.ledger}}
-            if isinstance(config, dict)
-            else config
-        )
+    try:
+        config = _config(args.config, args.ledger)
+    except ConfigError as exc:
+        print("costwarden: " + " / ".join(exc.problems), file=sys.stderr)
+        return 1
     exporter = InMemorySpanExporter()
     current = trace.get_tracer_provider()
     provider: TracerProvider | None = TracerProvider()
@@ -181,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if provider is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         provider.add_span_processor(_DowngradeNotice())
-    configure(config, tracer_provider=provider)
+    with _ledger_path_wins(args.ledger):
+        configure(config, tracer_provider=provider)
     try:
         with FakeProvider(output_tokens=300) as fake:
             client = openai.OpenAI(base_url=fake.openai_base_url, api_key="demo-key-not-used", max_retries=0)
