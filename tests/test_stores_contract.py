@@ -149,6 +149,27 @@ def test_release_frees_the_reservation(store: BudgetStore) -> None:
     assert store.reserve("s", [RUN], CALL, limit, ttl=60).ok
 
 
+def test_reserving_again_with_a_held_id_replaces_the_reservation(store: BudgetStore) -> None:
+    limit = [Limits(calls=1)]
+    assert store.reserve("x", [RUN], CALL, limit, ttl=60).ok
+    assert store.reserve("x", [RUN], CALL, limit, ttl=60).ok, "the id's first reservation is dropped first"
+    assert store.read([RUN])[RUN].reserved == CALL
+    store.release("x")
+    assert committed(store, RUN) == (0, 0, 0), "nothing of the first reservation is left behind"
+
+
+def test_an_expired_reservation_stops_counting_at_once(store: BudgetStore) -> None:
+    assert store.reserve("short", [RUN], CALL, [Limits(calls=1)], ttl=0.2).ok
+    clock = getattr(store, "test_clock", None)
+    if clock is not None:
+        clock.now += 1  # well before the memory store's 30 s sweep
+    else:
+        time.sleep(0.4)
+    assert store.peek([RUN]) == [(0, 0, 0)]
+    assert store.read([RUN])[RUN].reserved == Amounts()
+    assert store.reserve("next", [RUN], CALL, [Limits(calls=1)], ttl=60).ok
+
+
 def test_add_member_counts_sightings(store: BudgetStore) -> None:
     assert store.add_member(RUN, "runs", "r-1", record=False) == 0
     assert store.add_member(RUN, "runs", "r-1") == 1

@@ -82,11 +82,11 @@ class _Reservation:
 class MemoryStore:
     """A thread-safe :class:`~costwarden.stores._base.BudgetStore` held in process memory.
 
-    Counters whose period has ended (``CounterKey.expires_at``) and reservations past their ``ttl``
-    are swept every 30 seconds (on the next reservation), and at once when a reservation is refused
-    while one has expired. ``period: run`` counters are forgotten ``run_ttl`` seconds (30 days, as in
-    the SQLite and Redis stores) after their last call, so that a service with a budget per run does
-    not keep every run it ever served.
+    Reservations past their ``ttl`` are released before the next read, peek or reservation, as in the
+    shared stores. Counters whose period has ended (``CounterKey.expires_at``) are swept every 30
+    seconds (on the next reservation). ``period: run`` counters are forgotten ``run_ttl`` seconds (30
+    days, as in the SQLite and Redis stores) after their last call, so that a service with a budget per
+    run does not keep every run it ever served.
 
     A process forked from this one starts with a copy of the totals spent so far and none of the
     reservations: the calls in flight are the parent's, and never end in the child.
@@ -130,6 +130,9 @@ class MemoryStore:
     def peek(self, keys: Sequence[CounterKey]) -> list[Committed]:
         """Spent plus reserved for each counter."""
         with self._lock:
+            now = self._clock()
+            if now >= self._earliest_expiry:
+                self._expire(now)
             return [(c.com_usd, c.com_tokens, c.com_calls) for c in self._counters_for(keys)]
 
     def reserve(
@@ -146,14 +149,13 @@ class MemoryStore:
             now = self._clock()
             if now >= self._next_sweep:
                 self._sweep(now)
+            elif now >= self._earliest_expiry:
+                self._expire(now)
+            if reservation_id in self._reservations:  # a reused id replaces what it held
+                self._unreserve(self._reservations.pop(reservation_id))
             counters = self._counters_for(keys)
             committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
             rejected = self._over(committed, amount, limits)
-            if rejected is not None and now >= self._earliest_expiry:
-                self._sweep(now)  # expired reservations may be what fills the budget
-                counters = self._counters_for(keys)
-                committed = [(c.com_usd, c.com_tokens, c.com_calls) for c in counters]
-                rejected = self._over(committed, amount, limits)
             if rejected is not None:
                 return ReserveResult(False, committed, *rejected)
             usd, tokens, calls = amount.usd, amount.tokens, amount.calls
@@ -232,13 +234,15 @@ class MemoryStore:
     def add_member(self, key: CounterKey, kind: str, member: str, *, record: bool = True) -> int:
         """Count a sighting of ``member`` in this counter's set ``kind``."""
         with self._lock:
+            if not record:  # only look: a counter never seen stays unlisted, as in the shared stores
+                counter = self._counters.get(key)
+                members = None if counter is None else counter.members
+                return 0 if members is None else members.get((kind, member), 0)
             counter = self._counter(key)
             if counter.members is None:
                 counter.members = {}
-            seen = counter.members.get((kind, member), 0)
-            if record:
-                seen += 1
-                counter.members[(kind, member)] = seen
+            seen = counter.members.get((kind, member), 0) + 1
+            counter.members[(kind, member)] = seen
             return seen
 
     def _hold(self) -> None:
@@ -259,6 +263,9 @@ class MemoryStore:
     def read(self, keys: Sequence[CounterKey]) -> dict[CounterKey, CounterState]:
         """Spent and reserved for each counter (zero for one never seen)."""
         with self._lock:
+            now = self._clock()
+            if now >= self._earliest_expiry:
+                self._expire(now)
             states = {}
             for key in keys:
                 c = self._counters.get(key)
@@ -294,14 +301,17 @@ class MemoryStore:
     def close(self) -> None:
         """Nothing to close; totals stay readable."""
 
+    def _expire(self, now: float) -> None:
+        """Release the reservations past their ttl (lock held)."""
+        for rid in [rid for rid, r in self._reservations.items() if r.expires <= now]:
+            self._unreserve(self._reservations.pop(rid))
+        self._earliest_expiry = min((r.expires for r in self._reservations.values()), default=math.inf)
+
     def _sweep(self, now: float) -> None:
         """Release expired reservations and forget counters whose period ended (lock held)."""
         self._next_sweep = now + _SWEEP_EVERY
         self._resolved.clear()
-        self._earliest_expiry = math.inf
-        for rid in [rid for rid, r in self._reservations.items() if r.expires <= now]:
-            self._unreserve(self._reservations.pop(rid))
-        self._earliest_expiry = min((r.expires for r in self._reservations.values()), default=math.inf)
+        self._expire(now)
         live = {id(c) for r in self._reservations.values() for c in r.counters}
         for key in [k for k, c in self._counters.items() if self._done(k, c, now)]:
             if id(self._counters[key]) not in live:
