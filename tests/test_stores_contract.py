@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,6 +171,16 @@ def test_an_expired_reservation_stops_counting_at_once(store: BudgetStore) -> No
     assert store.reserve("next", [RUN], CALL, [Limits(calls=1)], ttl=60).ok
 
 
+def test_counters_lists_what_was_counted_not_what_was_looked_at(store: BudgetStore) -> None:
+    looked = CounterKey("conversation", (("run_id", "looked-at"),), "run")
+    refused = CounterKey("conversation", (("run_id", "refused"),), "run")
+    assert store.add_member(looked, "runs", "x", record=False) == 0
+    assert store.read([looked])[looked] == CounterState()
+    assert not store.reserve("r", [refused], CALL, [Limits(calls=0)], ttl=60).ok
+    store.settle("", [RUN], CALL)
+    assert sorted(k.scope for k in store.counters("conversation", "run")) == [RUN.scope, refused.scope]
+
+
 def test_add_member_counts_sightings(store: BudgetStore) -> None:
     assert store.add_member(RUN, "runs", "r-1", record=False) == 0
     assert store.add_member(RUN, "runs", "r-1") == 1
@@ -260,4 +271,54 @@ def test_a_run_counter_without_calls_for_run_ttl_is_forgotten(kind: str, tmp_pat
     }
     call(idle)  # a run that comes back after that long starts again from zero
     assert store.read([idle])[idle].spent == CALL
+    store.close()
+
+
+def _store_with_run_ttl(kind: str, tmp_path: Path, request: pytest.FixtureRequest, run_ttl: int) -> Any:
+    """A store forgetting ``period: run`` counters after ``run_ttl`` seconds, with ``test_clock`` to
+    move its time on (not Redis: it counts real time)."""
+    from costwarden.stores.memory import MemoryStore
+    from costwarden.stores.redis import RedisStore
+    from costwarden.stores.sqlite import SqliteStore
+
+    if kind == "redis":
+        import redis
+
+        url = request.getfixturevalue("redis_url")
+        return RedisStore(redis.Redis.from_url(url, decode_responses=True), run_ttl=run_ttl)
+    clock = FakeClock()
+    if kind == "memory":
+        store: Any = MemoryStore(clock=clock, run_ttl=run_ttl)
+    else:
+        store = SqliteStore(tmp_path / "budgets.db", clock=clock, run_ttl=run_ttl)
+    store.test_clock = clock
+    return store
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_a_run_counter_in_use_for_longer_than_run_ttl_keeps_its_members_and_listing(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Alerts announced, runs seen and repeats are the counter's: they live as long as it does. Redis
+    counts run_ttl in real seconds, so its run_ttl is 2 s and the calls come every 0.7 s."""
+    run_ttl, step = (2, 0.7) if kind == "redis" else (100, 40.0)
+    store = _store_with_run_ttl(kind, tmp_path, request, run_ttl)
+    clock = getattr(store, "test_clock", None)
+    key = CounterKey("lifetime", (("agent", "researcher"),), "run")
+
+    def call() -> None:
+        assert store.reserve("r", [key], CALL, [None], ttl=60).ok
+        store.settle("r", [key], CALL)
+
+    call()
+    assert store.add_member(key, "alert", "0.5") == 1
+    for _ in range(4):  # calls keep coming, for longer than run_ttl in all
+        if clock is not None:
+            clock.now += step
+        else:
+            time.sleep(step)
+        call()
+    assert store.add_member(key, "alert", "0.5", record=False) == 1, "the alert was announced already"
+    assert store.counters("lifetime", "run") == [key]
+    assert store.read([key])[key].spent == Amounts(CALL.usd * 5, CALL.tokens * 5, 5)
     store.close()

@@ -6,7 +6,9 @@ nano-dollars, tokens and calls), ``…:a`` (reservation id → its ``usd:tokens:
 (reservation id → expiry in ms, a sorted set) and ``…:m`` (member sightings). The counter id names
 the budget, the scope and the period. Keys expire at ``CounterKey.expires_at`` (end of period plus
 grace; at least an hour after the last write), ``period: run`` counters ``run_ttl`` (30 days) after
-their last write. ``<prefix>:index:[budget, period]`` lists the counters for ``costwarden status``.
+their last write (reservations and settlements move the member sightings' expiry with the counter's).
+``<prefix>:index:[budget, period]`` lists the counters for ``costwarden status``; a process writing to
+a ``period: run`` counter moves its index's expiry at least every ``min(run_ttl / 4, 1 hour)``.
 
 Atomicity. reserve, settle, release, add_member and reads are Lua scripts (``EVALSHA``, loaded again
 on ``NOSCRIPT``, e.g. after a restart) that first release the counter's expired reservations (server
@@ -57,6 +59,7 @@ from costwarden.stores._shared import committed, counter_id, from_nano, key_from
 __all__ = ["RedisStore", "redact_url"]
 
 _RUN_TTL = 30 * 86400
+_INDEXED_LIMIT = 10_000  # counters remembered as listed in their index before the memo is emptied
 _T = TypeVar("_T")
 _DOWN: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
@@ -104,19 +107,19 @@ end
 local function num(v) return tonumber(v) or 0 end
 """
 
-# KEYS: (hash, amounts, zset) per counter. ARGV: rid, ttl_ms, usd, tokens, calls, run_ttl, then per
+# KEYS: (hash, amounts, zset, members) per counter. ARGV: rid, ttl_ms, usd, tokens, calls, run_ttl, then per
 # counter: expire_at ('' for run), limit usd, limit tokens, limit calls ('' = no limit).
 # Returns {ok, rejected (1-based), unit, then su st sc ru rt rc per counter (before)}.
 _RESERVE = (
     _LUA_COMMON
     + """
 local rid, ttl, u, t, c, run_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local n = #KEYS / 3
+local n = #KEYS / 4
 local now = now_ms()
 local out = {1, 0, ''}
 local rows = {}
 for i = 1, n do
-  local h, a, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local h, a, z = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1]
   purge(h, a, z, now)
   unreserve(h, a, z, rid)
   local v = redis.call('HMGET', h, 'su', 'st', 'sc', 'ru', 'rt', 'rc')
@@ -139,7 +142,7 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local h, a, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local h, a, z, m = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
   redis.call('HINCRBY', h, 'ru', u)
   redis.call('HINCRBY', h, 'rt', t)
   redis.call('HINCRBY', h, 'rc', c)
@@ -149,6 +152,7 @@ for i = 1, n do
   expire(h, exp, now, run_ttl)
   expire(a, exp, now, run_ttl)
   expire(z, exp, now, run_ttl)
+  expire(m, exp, now, run_ttl)
 end
 return out
 """
@@ -162,8 +166,8 @@ _SETTLE = (
 local rid, u, t, c, run_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now = now_ms()
 local out = {}
-for i = 1, #KEYS / 3 do
-  local h, a, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+for i = 1, #KEYS / 4 do
+  local h, a, z, m = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
   purge(h, a, z, now)
   if rid ~= '' then unreserve(h, a, z, rid) end
   redis.call('HINCRBY', h, 'su', u)
@@ -172,6 +176,7 @@ for i = 1, #KEYS / 3 do
   local v = redis.call('HMGET', h, 'su', 'st', 'sc')
   for j = 1, 3 do out[#out + 1] = v[j] or '0' end
   expire(h, ARGV[5 + i], now, run_ttl)
+  expire(m, ARGV[5 + i], now, run_ttl)
 end
 return out
 """
@@ -181,7 +186,7 @@ return out
 _RELEASE = (
     _LUA_COMMON
     + """
-for i = 1, #KEYS / 3 do unreserve(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[1]) end
+for i = 1, #KEYS / 4 do unreserve(KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], ARGV[1]) end
 return 1
 """
 )
@@ -192,8 +197,8 @@ _READ = (
     + """
 local now = now_ms()
 local out = {}
-for i = 1, #KEYS / 3 do
-  local h, a, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+for i = 1, #KEYS / 4 do
+  local h, a, z = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1]
   purge(h, a, z, now)
   local v = redis.call('HMGET', h, 'su', 'st', 'sc', 'ru', 'rt', 'rc')
   for j = 1, 6 do out[#out + 1] = v[j] or '0' end
@@ -256,7 +261,9 @@ class RedisStore:
         self._member_script = client.register_script(_MEMBER)
         self._held: dict[str, tuple[tuple[CounterKey, ...], float]] = {}
         self._prune_at = 1024
-        self._indexed: set[CounterKey] = set()
+        # counter -> when (UNIX time) to list it in its index again, to move the index's expiry
+        self._indexed: dict[CounterKey, float] = {}
+        self._index_refresh = min(run_ttl / 4, 3600.0)
         self._lock = threading.Lock()
         on_fork(after_in_child=self._forked)
 
@@ -287,9 +294,9 @@ class RedisStore:
             self._indexed.clear()  # the server may have restarted empty: register counters again
             raise StoreUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
 
-    def _keys(self, key: CounterKey) -> tuple[str, str, str]:
+    def _keys(self, key: CounterKey) -> tuple[str, str, str, str]:
         base = f"{self._prefix}:{{{counter_id(key)}}}"
-        return base, base + ":a", base + ":z"
+        return base, base + ":a", base + ":z", base + ":m"
 
     def _groups(self, keys: Sequence[CounterKey]) -> list[list[int]]:
         """Indices of ``keys`` grouped so that each group can run in one script."""
@@ -304,29 +311,40 @@ class RedisStore:
         return [k for i in group for k in self._keys(keys[i])]
 
     def _register(self, keys: Sequence[CounterKey]) -> None:
-        """Add counters not yet listed by this process to their budget's index (for ``counters``).
+        """List counters in their budget's index (for ``counters``) unless this process did so
+        recently enough: once for a period's counter (unless written past its expiry), again every
+        ``_index_refresh`` seconds for a ``period: run`` counter, whose index expires ``run_ttl``
+        after it was last listed.
 
         Best effort: the operation it follows has succeeded, so a failure here must not look like a
         failed operation (a settle queued again would count twice); the next call retries."""
-        new = [k for k in keys if k not in self._indexed]
-        if not new:
+        now = time.time()
+        indexed = self._indexed
+        due = [k for k in keys if indexed.get(k, 0.0) <= now]
+        if not due:
             return
         try:
-            self._write_index(new)
+            self._write_index(due, now)
         except _DOWN:
-            self._indexed.clear()
+            indexed.clear()
             return
-        self._indexed.update(new)
+        if len(indexed) > _INDEXED_LIMIT:
+            indexed.clear()  # listing a counter again is harmless (SADD): bound the memo instead
+        for key in due:
+            if key.expires_at is None:
+                indexed[key] = now + self._index_refresh
+            else:  # the index expires at the period's expiry, or an hour after a late write
+                indexed[key] = max(key.expires_at, now + 3600) - 1800
 
-    def _write_index(self, new: list[CounterKey]) -> None:
+    def _write_index(self, keys: list[CounterKey], now: float) -> None:
         pipe = self.client.pipeline(transaction=False)
-        for key in new:
+        for key in keys:
             index = self._index_key(key.budget, key.period)
             pipe.sadd(index, key_to_json(key))
             if key.expires_at is None:
                 pipe.expire(index, int(self._run_ttl))
             else:
-                pipe.expireat(index, int(max(key.expires_at, time.time() + 3600)))
+                pipe.expireat(index, int(max(key.expires_at, now + 3600)))
         pipe.execute()
 
     def _index_key(self, budget: str, period: str) -> str:
@@ -351,7 +369,7 @@ class RedisStore:
         result = self._run(lambda: self._reserve(reservation_id, keys, amount, limits, ttl))
         if result.ok:
             self._hold(reservation_id, keys, ttl)
-            self._register(keys)
+        self._register(keys)  # listed even when refused, as in the memory and SQLite stores
         return result
 
     def _reserve(
@@ -444,7 +462,7 @@ class RedisStore:
 
     def add_member(self, key: CounterKey, kind: str, member: str, *, record: bool = True) -> int:
         """Count a sighting of ``member`` in this counter's set ``kind``."""
-        members = f"{self._prefix}:{{{counter_id(key)}}}:m"
+        members = self._keys(key)[3]
         args = [f"{kind}\n{member}", "1" if record else "0", self._expiry(key), self._run_ttl]
         seen = self._run(lambda: self._member_script(keys=[members], args=args))
         if record:
