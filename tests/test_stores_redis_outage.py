@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import redis
 
 from costwarden.stores import ResilientStore, StoreUnavailable, open_store
 from costwarden.stores._base import Amounts, CounterKey, Limits
@@ -113,4 +114,36 @@ def test_timeout_bounds_each_call_and_the_breaker_skips_the_network(silent_port:
     assert time.monotonic() - started < 0.2, "within the retry interval no call waits for the network"
     assert store.settle("", [RUN], CALL) == []
     assert store.pending == 1  # type: ignore[attr-defined]
+    store.close()
+
+
+def _hiccup(server: RedisServer, ms: int) -> None:
+    """Redis stops answering every client for ``ms`` milliseconds (longer than the store timeout)."""
+    admin = redis.Redis.from_url(server.url)
+    admin.execute_command("CLIENT", "PAUSE", str(ms), "ALL")
+    admin.close()
+
+
+def test_a_release_that_timed_out_is_applied_when_the_queue_is_flushed(private_redis: RedisServer) -> None:
+    store = _open(private_redis)
+    limit = [Limits(usd=D(10))]
+    assert store.reserve("call-1", [DAY], Amounts(D(8), 1, 1), limit, ttl=900).ok
+    _hiccup(private_redis, 500)
+    store.release("call-1")
+    assert store.pending == 1, "the release timed out: queued"
+    time.sleep(0.6)
+    assert store.reserve("call-2", [DAY], Amounts(D(5), 1, 1), limit, ttl=900).ok, "call-1 released first"
+    assert store.read([DAY])[DAY].reserved.usd == D(5)
+    store.close()
+
+
+def test_a_settle_that_timed_out_still_releases_the_counters_it_does_not_name(
+    private_redis: RedisServer,
+) -> None:
+    store = _open(private_redis)
+    assert store.reserve("call-1", [RUN, DAY], CALL, [None, Limits(usd=D(10))], ttl=900).ok
+    _hiccup(private_redis, 500)
+    assert store.settle("call-1", [RUN], CALL) == [], "the settle timed out: queued"
+    time.sleep(0.6)
+    assert _until_up(lambda: store.read([DAY]))[DAY].reserved == Amounts(), "released in DAY too"
     store.close()

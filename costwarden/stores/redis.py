@@ -427,8 +427,10 @@ class RedisStore:
 
     def settle(self, reservation_id: str, keys: Sequence[CounterKey], actual: Amounts) -> list[Committed]:
         """Drop the reservation and add ``actual`` to each counter's spent; return each spent after."""
-        held = self._held.pop(reservation_id, None) if reservation_id else None
+        held = self._held.get(reservation_id) if reservation_id else None
         spent = self._run(lambda: self._settle(reservation_id, keys, actual, held))
+        if held is not None:  # only now: a settle that failed is queued and retried with it
+            self._held.pop(reservation_id, None)
         self._register(keys)
         return spent
 
@@ -452,9 +454,10 @@ class RedisStore:
 
     def release(self, reservation_id: str) -> None:
         """Drop a reservation this process made; nothing is spent."""
-        held = self._held.pop(reservation_id, None)
+        held = self._held.get(reservation_id)
         if held is not None:
             self._run(lambda: self._release_keys(reservation_id, held[0]))
+            self._held.pop(reservation_id, None)  # only now: a release that failed is queued and retried
 
     def _release_keys(self, rid: str, keys: Sequence[CounterKey]) -> None:
         for group in self._groups(keys):
