@@ -20,6 +20,7 @@ __all__ = [
     "numeric_params",
     "raw_response_parser",
     "response_attributes",
+    "response_in_error",
     "server_attributes",
 ]
 
@@ -47,6 +48,35 @@ def raw_response_parser(result: Any) -> Any:
     if state is not None and "http_response" in state and callable(getattr(result, "parse", None)):
         return result.parse
     return None
+
+
+# Where the Stainless SDKs turn a response body into the SDK's objects (``APIResponse.parse()`` and
+# the legacy raw response's), then run an operation's post-parser on it.
+_STAINLESS_PARSE_MODULES = frozenset(
+    {"openai._response", "openai._legacy_response", "anthropic._response", "anthropic._legacy_response"}
+)
+# Raised only on a response that arrived; older openai SDKs (< 1.5x) give them no ``completion``.
+_AFTER_RESPONSE_ERRORS = frozenset({"LengthFinishReasonError", "ContentFilterFinishReasonError"})
+
+
+def response_in_error(exc: BaseException) -> tuple[bool, Any]:
+    """For an exception from a Stainless SDK call (openai, anthropic): whether it was raised after the
+    response arrived, and the response object (with its usage) when there is one. That covers the
+    SDK's post-processing of a billed response: ``chat.completions.parse()`` raising
+    ``LengthFinishReasonError`` (which carries the completion), ``responses.parse()`` raising a
+    pydantic ``ValidationError`` on truncated JSON, a body cut while being read."""
+    completion = getattr(exc, "completion", None)  # LengthFinishReasonError, ContentFilterFinishReasonError
+    if completion is not None:
+        return True, completion
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "parse" and frame.f_globals.get("__name__") in _STAINLESS_PARSE_MODULES:
+            # parse() holds the body, read into the SDK's type, in ``parsed`` while the post-parser runs;
+            # an error from reading the body leaves it unset.
+            return True, frame.f_locals.get("parsed")
+        tb = tb.tb_next
+    return type(exc).__name__ in _AFTER_RESPONSE_ERRORS, None
 
 
 @lru_cache(maxsize=256)

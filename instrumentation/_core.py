@@ -70,6 +70,9 @@ class ResponseInfo:
     output_tokens_estimate: int = 0
     """Tokens of output seen, for a stream that ended before its usage block."""
     output_messages: Any = None
+    billed: bool = False
+    """A response arrived (so the call was billed) even if no usage could be read from it: the usage
+    is then estimated rather than left out."""
 
 
 class StreamState(Protocol):
@@ -258,10 +261,15 @@ class LLMCall:
 
     def _estimated_usage(self, info: ResponseInfo) -> Usage | None:
         """Usage estimated from the request (and the output seen) when the response carried none: a
-        stream cut before its usage, or an SDK that drops the usage block (google-genai < 3.1 does for
-        embeddings, whose cost is all input)."""
+        stream cut before its usage, a response the SDK failed to parse, or an SDK that drops the usage
+        block (google-genai < 3.1 does for embeddings, whose cost is all input)."""
         call = self.request.call
-        if not (info.output_tokens_estimate or call.stream or call.operation in NO_OUTPUT_OPERATIONS):
+        if not (
+            info.billed
+            or info.output_tokens_estimate
+            or call.stream
+            or call.operation in NO_OUTPUT_OPERATIONS
+        ):
             return None
         return Usage(
             input_tokens=call.estimated_input_tokens,

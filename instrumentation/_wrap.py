@@ -8,6 +8,7 @@ object (or a proxy that behaves exactly like it).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -20,7 +21,7 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import unwrap
 
-from costwarden.instrumentation._core import LLMCall, Operation
+from costwarden.instrumentation._core import LLMCall, Operation, ResponseInfo
 from costwarden.instrumentation._safety import best_effort
 from costwarden.instrumentation._stream import async_stream_manager_wrapper, wrap_stream
 
@@ -141,7 +142,7 @@ def _sync_wrapper(tracer: trace.Tracer, op: Operation | Dispatch) -> Callable[..
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            call.fail(exc)
+            _fail(call, exc)
             raise
         finally:
             call.exit(token)
@@ -164,7 +165,7 @@ def _async_wrapper(tracer: trace.Tracer, op: Operation | Dispatch) -> Callable[.
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            call.fail(exc)
+            _fail(call, exc)
             raise
         finally:
             call.exit(token)
@@ -201,34 +202,152 @@ def _wrap_stream_in(call: LLMCall, result: Any) -> Any:
     return put_back(wrap_stream(stream, call))
 
 
+def _fail(call: LLMCall, exc: BaseException) -> None:
+    """End the span of a call that raised, counting the response when one arrived (see
+    :func:`_error_info`)."""
+    info = None
+    with best_effort("reading the response of a failed call"):
+        info = _error_info(call, exc)
+    call.fail(exc, info)
+
+
+def _error_info(call: LLMCall, exc: BaseException) -> ResponseInfo | None:
+    """What a billed response that the SDK then failed on carried (its usage when the operation can
+    find the response, ``response_in_error(exc) -> (arrived, response)``; else an estimate), or None
+    when no response arrived."""
+    find = getattr(call.op, "response_in_error", None)
+    if find is None:
+        return None
+    arrived, response = find(exc)
+    if not arrived:
+        return None
+    info = call.op.parse_response(response) if response is not None else ResponseInfo()
+    info.billed = True
+    return info
+
+
 def _handle_raw(call: LLMCall, raw_response: Any, parse: Callable[[], Any]) -> Any:
-    if not call.request.call.stream:
-        call.finish(call.op.parse_response(parse()))
-        return raw_response
-    return _RawStreamResponse(raw_response, call)
+    if call.request.call.stream or _body_unread(raw_response):
+        return _RawResponseProxy(raw_response, call)
+    _count_parse(call, parse)  # the body is already read: parsing it costs no I/O, and the SDK caches it
+    return raw_response
 
 
-class _RawStreamResponse(wrapt.ObjectProxy):
-    """A raw-response wrapper around a stream: ``.parse()`` hands out the counted stream."""
+def _body_unread(raw_response: Any) -> bool:
+    """Whether the HTTP body is still to be read (``with_streaming_response``): reading it is the app's."""
+    http_response = getattr(raw_response, "http_response", None)
+    return getattr(http_response, "is_closed", True) is False
+
+
+def _body_read(raw_response: Any) -> bool:
+    try:
+        raw_response.http_response.content  # noqa: B018 - raises when the body was not read
+    except Exception:
+        return False
+    return True
+
+
+def _count_parse(call: LLMCall, parse: Callable[[], Any]) -> None:
+    """Count the response ``parse`` returns from a body already read (or what the error it raises
+    carries: the app gets the same error when it parses)."""
+    try:
+        parsed = parse()
+    except Exception as exc:
+        _fail(call, exc)
+        return
+    call.finish(call.op.parse_response(parsed))
+
+
+class _RawResponseProxy(wrapt.ObjectProxy):
+    """A raw response whose body the app reads (``with_raw_response`` of a stream,
+    ``with_streaming_response``). costwarden reads nothing on the app's behalf: ``.parse()`` hands out
+    the counted stream or counts the parsed response; closing the response (``with`` exit), or dropping
+    it, ends the span with the body the app read, else with estimated usage."""
 
     def __init__(self, wrapped: Any, call: LLMCall) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_stream: Any = None
-        # If the app never parses the stream, the span still ends when the response is dropped.
-        self._self_finalizer = weakref.finalize(self, call.finish, None)
+        self._self_finalizer = weakref.finalize(self, call.finish, ResponseInfo(billed=True))
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
-        parsed = self.__wrapped__.parse(*args, **kwargs)
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_failed(exc)
+            raise
         if inspect.isawaitable(parsed):  # AsyncAPIResponse.parse() is a coroutine
             return self._parse_async(parsed)
-        return self._counted(parsed)
+        return self._self_counted(parsed)
 
     async def _parse_async(self, parsed: Any) -> Any:
-        return self._counted(await parsed)
+        try:
+            result = await parsed
+        except BaseException as exc:
+            self._self_failed(exc)
+            raise
+        return self._self_counted(result)
 
-    def _counted(self, stream: Any) -> Any:
+    def close(self) -> Any:
+        try:
+            closed = self.__wrapped__.close()
+        except BaseException:
+            self._self_closed()
+            raise
+        if inspect.isawaitable(closed):  # AsyncAPIResponse.close() is a coroutine
+            return self._close_async(closed)
+        if self._self_body_to_count():
+            with contextlib.suppress(Exception):  # counted as the failed call it is
+                self.parse()
+        self._self_closed()
+        return closed
+
+    async def _close_async(self, closed: Any) -> Any:
+        try:
+            return await closed
+        finally:
+            if self._self_body_to_count():
+                with contextlib.suppress(Exception):
+                    await self.parse()
+            self._self_closed()
+
+    def _self_body_to_count(self) -> bool:
+        """Whether the app read the whole body without parsing it (``read()``, ``json()``, ``text()``):
+        parsing it then costs no I/O, and the SDK caches what it parsed."""
+        pending = False
+        with best_effort("reading the response"):
+            pending = (
+                self._self_finalizer.alive
+                and not self._self_call.request.call.stream
+                and _body_read(self.__wrapped__)
+            )
+        return pending
+
+    def _self_counted(self, parsed: Any) -> Any:
+        call = self._self_call
+        if not call.request.call.stream:
+            if self._self_finalizer.detach() is not None:
+                with best_effort("reading the response"):
+                    call.finish(call.op.parse_response(parsed))
+                call.finish(None)
+            return parsed
         if self._self_stream is None:
             self._self_finalizer.detach()
-            self._self_stream = wrap_stream(stream, self._self_call)
+            with best_effort("counting a stream"):
+                self._self_stream = wrap_stream(parsed, call)
+            if self._self_stream is None:
+                call.finish(ResponseInfo(billed=True))
+                return parsed
         return self._self_stream
+
+    def _self_failed(self, exc: BaseException) -> None:
+        if self._self_finalizer.detach() is not None:
+            _fail(self._self_call, exc)
+
+    def _self_closed(self) -> None:
+        """The response is closed: nothing more of it can be read."""
+        finish_stream = getattr(self._self_stream, "_self_finish", None)
+        if finish_stream is not None:
+            finish_stream()
+        if self._self_finalizer.detach() is not None:
+            self._self_call.finish(ResponseInfo(billed=True))

@@ -28,6 +28,7 @@ from costwarden.instrumentation._common import (
     numeric_params,
     raw_response_parser,
     response_attributes,
+    response_in_error,
     server_attributes,
 )
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
@@ -136,6 +137,9 @@ class _Messages:
 
     def unwrap_raw(self, result: Any) -> Any:
         return raw_response_parser(result)
+
+    def response_in_error(self, exc: BaseException) -> tuple[bool, Any]:
+        return response_in_error(exc)
 
 
 _DELTA_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}

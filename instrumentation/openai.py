@@ -7,6 +7,7 @@ and streams are handled by the shared pieces in this package.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -16,7 +17,7 @@ from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
 from costwarden._types import CallRequest
-from costwarden.instrumentation._common import choice_count, raw_response_parser
+from costwarden.instrumentation._common import choice_count, raw_response_parser, response_in_error
 from costwarden.instrumentation._common import given as _given
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
 from costwarden.instrumentation._instrumentor import TargetInstrumentor
@@ -161,7 +162,17 @@ class _Operation:
     def prepare(self, kwargs: dict[str, Any], request: RequestInfo) -> tuple[dict[str, Any], bool]:
         if not request.call.stream or self.stream_kind not in ("chat", "completion"):
             return kwargs, False
+        if _raw_body_for_app(kwargs):
+            return kwargs, False  # the app reads the SSE lines itself: an injected chunk could not be hidden
         options = _given(kwargs, "stream_options") or {}
+        extra_body = _given(kwargs, "extra_body")
+        if isinstance(extra_body, Mapping) and isinstance(extra_body.get("stream_options"), Mapping):
+            # The SDK sends extra_body over the keyword arguments: the app's stream_options are there.
+            options = extra_body["stream_options"]
+            if "include_usage" in options:
+                return kwargs, False
+            stream_options = {**options, "include_usage": True}
+            return {**kwargs, "extra_body": {**extra_body, "stream_options": stream_options}}, True
         if "include_usage" in options:
             return kwargs, False  # the app chose; an explicit False is respected (usage is then estimated)
         return {**kwargs, "stream_options": {**options, "include_usage": True}}, True
@@ -195,6 +206,16 @@ class _Operation:
 
     def unwrap_raw(self, result: Any) -> Any:
         return raw_response_parser(result)
+
+    def response_in_error(self, exc: BaseException) -> tuple[bool, Any]:
+        return response_in_error(exc)
+
+
+def _raw_body_for_app(kwargs: Mapping[str, Any]) -> bool:
+    """Whether the call comes through ``with_streaming_response``, whose body the app may read as raw
+    bytes or lines rather than parse (the SDK marks it with this header)."""
+    headers = _given(kwargs, "extra_headers")
+    return isinstance(headers, Mapping) and headers.get("X-Stainless-Raw-Response") == "stream"
 
 
 def _response_attributes(response: Any) -> dict[str, AttributeValue]:

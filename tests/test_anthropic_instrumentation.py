@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import json
+import logging
 import sqlite3
 from decimal import Decimal
 from typing import Any
@@ -505,3 +507,73 @@ def test_unchanged_app_under_opentelemetry_instrument(tmp_path, fake):
     with sqlite3.connect(ledger) as db:
         tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
         assert tables, "the ledger was not written"
+
+
+# -- raw responses whose body the app reads, the async stream manager's type ------------------------
+
+
+def run(mode: str, sync_action: Any, async_action: Any) -> Any:
+    return sync_action() if mode == "sync" else asyncio.run(async_action())
+
+
+def new_async_client(fake: Any) -> Any:
+    """An async client for one event loop (a client's connections belong to the loop that opened them)."""
+    return anthropic.AsyncAnthropic(base_url=fake.url, api_key="test-key", max_retries=0)
+
+
+def assert_estimated_and_priced(span: Any) -> None:
+    assert span.attributes[sc.COSTWARDEN_USAGE_ESTIMATED] is True
+    assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert span.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] > 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_with_streaming_response_stream_read_as_lines(telemetry, fake, client, mode):
+    kwargs = {"model": "claude-sonnet-4-5", "max_tokens": 40, "messages": MESSAGES, "stream": True}
+
+    def read_sync() -> list[str]:
+        with client.messages.with_streaming_response.create(**kwargs) as raw:
+            return [line for line in raw.iter_lines() if line.startswith("data: ")]
+
+    async def read_async() -> list[str]:
+        async with new_async_client(fake).messages.with_streaming_response.create(**kwargs) as raw:
+            return [line async for line in raw.iter_lines() if line.startswith("data: ")]
+
+    with suppress_instrumentation():
+        bare = run(mode, read_sync, read_async)
+    lines = run(mode, read_sync, read_async)
+
+    assert len(lines) == len(bare)
+    assert_estimated_and_priced(telemetry.one_span())  # ended on exit, not when collected
+
+
+@pytest.mark.parametrize("how", ["parse", "read"])
+def test_with_streaming_response_body_is_the_apps_to_read(telemetry, fake, client, how):
+    with client.messages.with_streaming_response.create(
+        model="claude-sonnet-4-5", max_tokens=30, messages=MESSAGES
+    ) as raw:
+        body = getattr(raw, how)()
+
+    usage = body.usage.output_tokens if how == "parse" else json.loads(body)["usage"]["output_tokens"]
+    span = telemetry.one_span()
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == usage
+    assert sc.COSTWARDEN_USAGE_ESTIMATED not in span.attributes
+    assert span.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
+        published_cost("claude-sonnet-4-5", span.attributes), rel=1e-9
+    )
+
+
+def test_with_streaming_response_cut_body_raises_as_without_costwarden(telemetry, fake, client, caplog):
+    def read() -> Any:
+        fake.inject(Fault("cut_stream"))
+        with client.messages.with_streaming_response.create(
+            model="claude-sonnet-4-5", max_tokens=30, messages=MESSAGES
+        ) as raw:
+            return raw.parse()
+
+    bare_error = error_without_costwarden(read)
+    with caplog.at_level(logging.WARNING, logger="costwarden"), pytest.raises(bare_error):
+        read()
+
+    assert not [r for r in caplog.records if r.name == "costwarden"]
+    assert_estimated_and_priced(telemetry.one_span())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from decimal import Decimal
 from typing import Any
@@ -514,3 +515,220 @@ def test_the_strict_input_bound_covers_images_bytes_and_deep_tool_schemas() -> N
     for _ in range(10):  # nested schemas go deeper than messages and content parts do
         deep = {"type": "object", "properties": {"field": deep}}
     assert input_token_bound([{"type": "function", "function": {"parameters": deep}}]) >= 500
+
+
+# -- responses the SDK fails on after they arrived, raw responses, stream helpers left early --------
+
+
+def chat_parse(client: Any) -> Any:
+    # openai < 1.5x has parse() under client.beta
+    return getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+
+
+def run(mode: str, sync_action: Any, async_action: Any) -> Any:
+    return sync_action() if mode == "sync" else asyncio.run(async_action())
+
+
+def new_async_client(fake: Any) -> Any:
+    """An async client for one event loop (a client's connections belong to the loop that opened them)."""
+    return openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="test-key", max_retries=0)
+
+
+def assert_counted_from_the_server(span: Any, model: str = "gpt-4o") -> None:
+    assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert sc.COSTWARDEN_USAGE_ESTIMATED not in span.attributes
+    assert span.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
+        published_cost(model, span.attributes), rel=1e-9
+    )
+
+
+def assert_estimated_and_priced(span: Any) -> None:
+    assert span.attributes[sc.COSTWARDEN_USAGE_ESTIMATED] is True
+    assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert span.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] > 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_parse_that_raises_on_a_truncated_reply_counts_the_billed_usage(telemetry, fake, openai_client, mode):
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        text: str
+
+    kwargs = {"model": "gpt-4o", "messages": MESSAGES, "response_format": Answer, "max_tokens": 5}
+
+    async def parse_async() -> Any:
+        return await chat_parse(new_async_client(fake))(**kwargs)
+
+    def parse() -> Any:
+        return run(mode, lambda: chat_parse(openai_client)(**kwargs), parse_async)
+
+    bare_error = error_without_costwarden(parse)
+    with pytest.raises(bare_error) as raised:
+        parse()
+
+    assert isinstance(raised.value, openai.LengthFinishReasonError)
+    span = [s for s in telemetry.llm_spans() if sc.ERROR_TYPE in s.attributes][-1]
+    assert span.status.status_code == StatusCode.ERROR
+    if getattr(raised.value, "completion", None) is None:
+        assert_estimated_and_priced(span)  # openai < 1.5x: the error does not carry the completion
+        return
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 5  # the server's, cut at max_tokens
+    assert_counted_from_the_server(span)
+
+
+@needs_responses_api
+def test_responses_parse_of_truncated_json_counts_the_billed_usage(
+    telemetry, fake, openai_client, monkeypatch
+):
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        text: str
+
+    monkeypatch.setattr(fake.settings, "reply", '{"text": "a reply far longer than five tokens allow"}')
+
+    def parse() -> Any:
+        return openai_client.responses.parse(
+            model="gpt-4o", input="Say hi.", text_format=Answer, max_output_tokens=5
+        )
+
+    bare_error = error_without_costwarden(parse)
+    with pytest.raises(bare_error):
+        parse()
+
+    span = [s for s in telemetry.llm_spans() if sc.ERROR_TYPE in s.attributes][-1]
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 5
+    assert_counted_from_the_server(span)
+
+
+def test_with_raw_response_of_a_truncated_parse_counts_the_billed_usage(telemetry, fake, openai_client):
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        text: str
+
+    raw = getattr(chat_parse(openai_client).__self__, "with_raw_response", None)
+    raw_parse = getattr(raw, "parse", None)
+    if raw_parse is None:
+        pytest.skip(f"openai {openai.__version__} has no with_raw_response.parse")
+    raw = raw_parse(model="gpt-4o", messages=MESSAGES, response_format=Answer, max_tokens=5)
+    with pytest.raises(openai.LengthFinishReasonError):
+        raw.parse()
+
+    span = telemetry.one_span()
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 5
+    assert_counted_from_the_server(span)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_with_streaming_response_stream_read_as_lines(telemetry, fake, openai_client, mode):
+    kwargs = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
+
+    def read_sync() -> list[str]:
+        with openai_client.chat.completions.with_streaming_response.create(**kwargs) as raw:
+            return [line for line in raw.iter_lines() if line.startswith("data: ")]
+
+    async def read_async() -> list[str]:
+        aclient = new_async_client(fake)
+        async with aclient.chat.completions.with_streaming_response.create(**kwargs) as raw:
+            return [line async for line in raw.iter_lines() if line.startswith("data: ")]
+
+    with suppress_instrumentation():
+        bare = run(mode, read_sync, read_async)
+    lines = run(mode, read_sync, read_async)
+
+    assert len(lines) == len(bare)
+    assert not any('"choices":[]' in line.replace(" ", "") for line in lines)  # no injected usage chunk
+    assert "stream_options" not in fake.requests[-1].body
+    assert_estimated_and_priced(telemetry.one_span())  # ended on exit, not when collected
+
+
+def test_with_streaming_response_stream_parsed(telemetry, fake, openai_client):
+    with openai_client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True
+    ) as raw:
+        chunks = list(raw.parse())
+
+    assert chunks
+    assert all(c.choices for c in chunks)
+    span = telemetry.one_span()
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    assert span.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] > 0
+
+
+@pytest.mark.parametrize("how", ["parse", "read", "json"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_with_streaming_response_body_is_the_apps_to_read(
+    telemetry, fake, openai_client, async_openai_client, mode, how
+):
+    kwargs = {"model": "gpt-4o", "messages": MESSAGES}
+
+    def read_sync() -> Any:
+        with openai_client.chat.completions.with_streaming_response.create(**kwargs) as raw:
+            return getattr(raw, how)()
+
+    async def read_async() -> Any:
+        async with async_openai_client.chat.completions.with_streaming_response.create(**kwargs) as raw:
+            return await getattr(raw, how)()
+
+    body = run(mode, read_sync, read_async)
+
+    usage = body.usage.completion_tokens if how == "parse" else None
+    if how != "parse":
+        usage = (json.loads(body) if how == "read" else body)["usage"]["completion_tokens"]
+    span = telemetry.one_span()
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == usage
+    assert_counted_from_the_server(span)
+
+
+@pytest.mark.parametrize("how", ["parse", "read", "iter_bytes"])
+def test_with_streaming_response_cut_body_raises_as_without_costwarden(
+    telemetry, fake, openai_client, caplog, how
+):
+    def read() -> Any:
+        fake.inject(Fault("cut_stream"))
+        with openai_client.chat.completions.with_streaming_response.create(
+            model="gpt-4o", messages=MESSAGES
+        ) as raw:
+            return b"".join(raw.iter_bytes()) if how == "iter_bytes" else getattr(raw, how)()
+
+    bare_error = error_without_costwarden(read)
+    with caplog.at_level(logging.WARNING, logger="costwarden"), pytest.raises(bare_error):
+        read()
+
+    assert not [r for r in caplog.records if r.name == "costwarden"]
+    assert_estimated_and_priced(telemetry.one_span())
+
+
+def test_with_streaming_response_never_read_ends_its_span_on_exit(telemetry, fake, openai_client):
+    with openai_client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES
+    ) as raw:
+        assert raw.status_code == 200
+
+    assert_estimated_and_priced(telemetry.one_span())
+
+
+def test_stream_usage_asked_for_through_extra_body_reaches_the_app(telemetry, fake, openai_client):
+    def read() -> list[Any]:
+        return list(
+            openai_client.chat.completions.create(
+                model="gpt-4o",
+                messages=MESSAGES,
+                stream=True,
+                extra_body={"stream_options": {"include_usage": True}},
+            )
+        )
+
+    with suppress_instrumentation():
+        bare = read()
+    chunks = read()
+
+    assert len(chunks) == len(bare)
+    assert chunks[-1].usage is not None
+    assert not chunks[-1].choices
+    assert fake.requests[-1].body["stream_options"] == {"include_usage": True}
+    span = telemetry.one_span()
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == chunks[-1].usage.completion_tokens
+    assert_counted_from_the_server(span)
