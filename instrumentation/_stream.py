@@ -10,7 +10,11 @@ it used).
 
 from __future__ import annotations
 
+import inspect
+import typing
 import weakref
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import wrapt
@@ -62,8 +66,38 @@ class _StreamProxyBase(wrapt.ObjectProxy):
             keep = self._self_state.process(chunk)
         return keep
 
+    @property
+    def response(self) -> Any:
+        """The stream's HTTP response, closing which ends the span: the SDKs' stream helpers (openai's
+        ``chat.completions.stream()``, ``responses.stream()``) close it, not the stream, on exit."""
+        response = self.__wrapped__.response  # an AttributeError falls back to the proxy's __getattr__
+        closer = _AsyncClosingResponse if hasattr(response, "aclose") else _ClosingResponse
+        return closer(response, self._self_finish) if hasattr(response, "close") else response
+
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
+
+
+class _ClosingResponse(wrapt.ObjectProxy):
+    """An HTTP response whose ``close()`` also ends the span of the stream it belongs to."""
+
+    def __init__(self, wrapped: Any, on_close: Callable[[], None]) -> None:
+        super().__init__(wrapped)
+        self._self_on_close = on_close
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_on_close()
+
+
+class _AsyncClosingResponse(_ClosingResponse):
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_on_close()
 
 
 class StreamProxy(_StreamProxyBase):
@@ -216,12 +250,21 @@ class DeferredAsyncStreamManager:
     plain method without blocking the event loop) and the SDK's own ``stream()`` call wait for
     ``__aenter__``, where the request is sent. Never entered, the span ends when this is dropped."""
 
-    def __init__(self, create: Any, call: LLMCall, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, create: Any, call: LLMCall, kwargs: dict[str, Any], sdk_class: type | None = None
+    ) -> None:
         self._create = create
         self._call = call
         self._kwargs = kwargs
+        self._sdk_class = sdk_class
         self._manager: Any = None
         self._finalizer = weakref.finalize(self, call.finish, None)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        # isinstance() falls back to __class__: isinstance(mgr, AsyncMessageStreamManager) holds, as
+        # it does for the SDK's own manager.
+        return self._sdk_class or type(self)
 
     async def __aenter__(self) -> Any:
         call = self._call
@@ -254,6 +297,21 @@ def async_stream_manager_wrapper(tracer: Any, op: Any) -> Any:
         call = LLMCall.begin(tracer, op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        return DeferredAsyncStreamManager(lambda sent: wrapped(*args, **sent), call, call.prepare(kwargs))
+        sdk_class = None
+        with best_effort("reading the stream manager's class"):
+            sdk_class = _return_class(inspect.unwrap(getattr(wrapped, "__func__", wrapped)))
+        create = lambda sent: wrapped(*args, **sent)  # noqa: E731
+        return DeferredAsyncStreamManager(create, call, call.prepare(kwargs), sdk_class)
 
     return wrapper
+
+
+@lru_cache(maxsize=64)
+def _return_class(function: Any) -> type | None:
+    """The class ``function`` is annotated to return (``-> AsyncMessageStreamManager[T]``, a string
+    under ``from __future__ import annotations``), resolved in its module."""
+    hint = getattr(function, "__annotations__", {}).get("return")
+    if isinstance(hint, str):
+        hint = getattr(function, "__globals__", {}).get(hint.split("[", 1)[0].strip())
+    hint = typing.get_origin(hint) or hint
+    return hint if isinstance(hint, type) else None

@@ -577,3 +577,16 @@ def test_with_streaming_response_cut_body_raises_as_without_costwarden(telemetry
 
     assert not [r for r in caplog.records if r.name == "costwarden"]
     assert_estimated_and_priced(telemetry.one_span())
+
+
+def test_async_stream_manager_is_the_sdks_type(telemetry, fake, aclient):
+    from anthropic.lib.streaming import AsyncMessageStreamManager
+
+    async def go() -> Any:
+        manager = aclient.messages.stream(model="claude-sonnet-4-5", max_tokens=30, messages=MESSAGES)
+        assert isinstance(manager, AsyncMessageStreamManager)
+        async with manager as stream:
+            return await stream.get_final_message()
+
+    message = asyncio.run(go())
+    assert telemetry.one_span().attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == message.usage.output_tokens

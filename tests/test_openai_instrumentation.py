@@ -710,6 +710,67 @@ def test_with_streaming_response_never_read_ends_its_span_on_exit(telemetry, fak
     assert_estimated_and_priced(telemetry.one_span())
 
 
+def _leave_chat_helper_early(client: Any) -> Any:
+    helper = getattr(client.chat.completions, "stream", None) or client.beta.chat.completions.stream
+    with helper(model="gpt-4o", messages=MESSAGES, max_tokens=200) as stream:
+        for event in stream:
+            if event.type == "content.delta" and len(event.snapshot) > 10:
+                break
+    return stream
+
+
+async def _leave_chat_helper_early_async(client: Any) -> Any:
+    helper = getattr(client.chat.completions, "stream", None) or client.beta.chat.completions.stream
+    async with helper(model="gpt-4o", messages=MESSAGES, max_tokens=200) as stream:
+        async for event in stream:
+            if event.type == "content.delta" and len(event.snapshot) > 10:
+                break
+    return stream
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_stream_helper_left_early_ends_its_span_on_exit(
+    telemetry, fake, openai_client, async_openai_client, mode
+):
+    stream = run(
+        mode,
+        lambda: _leave_chat_helper_early(openai_client),
+        lambda: _leave_chat_helper_early_async(async_openai_client),
+    )
+
+    assert stream is not None  # still referenced: only the exit can have ended the span
+    span = telemetry.one_span()
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] >= 1
+    assert_estimated_and_priced(span)
+
+
+@needs_responses_api
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_responses_stream_helper_left_early_ends_its_span_on_exit(
+    telemetry, fake, openai_client, async_openai_client, mode
+):
+    kwargs = {"model": "gpt-4o", "input": "Summarise the plot of Hamlet.", "max_output_tokens": 200}
+
+    def leave_sync() -> Any:
+        with openai_client.responses.stream(**kwargs) as stream:
+            for event in stream:
+                if event.type == "response.output_text.delta":
+                    break
+        return stream
+
+    async def leave_async() -> Any:
+        async with async_openai_client.responses.stream(**kwargs) as stream:
+            async for event in stream:
+                if event.type == "response.output_text.delta":
+                    break
+        return stream
+
+    stream = run(mode, leave_sync, leave_async)
+
+    assert stream is not None
+    assert_estimated_and_priced(telemetry.one_span())
+
+
 def test_stream_usage_asked_for_through_extra_body_reaches_the_app(telemetry, fake, openai_client):
     def read() -> list[Any]:
         return list(
