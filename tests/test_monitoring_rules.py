@@ -70,6 +70,8 @@ def test_amtool_check_config(tmp_path: Path) -> None:
         (["severity=warning", "gen_ai_agent_name=researcher"], "chat"),
         (["severity=warning", "team=finance"], "email,chat"),
         (["severity=info", "costwarden_budget=b"], "email"),
+        (["severity=info", "team=finance"], "email"),  # once, though two routes send finance to email
+        (["severity=info", "gen_ai_agent_name=researcher"], "email"),
         (["alertname=Other"], "chat"),
     ],
 )
