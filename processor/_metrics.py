@@ -104,9 +104,16 @@ class Instruments:
         error: Any,
         cost: Decimal | None,
     ) -> None:
-        """Record one own call's token usage, duration and cost."""
-        self.token_usage.record(input_tokens, attributes.input)
-        self.token_usage.record(output_tokens, attributes.output)
+        """Record one own call's token usage, duration and cost.
+
+        A failed call with no tokens (the provider refused it, or the connection failed, before any
+        usage) records no token usage: the semantic conventions say the metric MUST NOT be reported
+        when the counts are not available, and 0/0 would pull tokens-per-call averages down. A failed
+        call with tokens (a stream cut early, counted from costwarden's estimate; a billed response the
+        SDK failed on) records them."""
+        if error is None or input_tokens or output_tokens:
+            self.token_usage.record(input_tokens, attributes.input)
+            self.token_usage.record(output_tokens, attributes.output)
         if duration is not None:
             genai = attributes.genai
             self.duration.record(duration, genai if error is None else {**genai, sc.ERROR_TYPE: str(error)})

@@ -476,6 +476,43 @@ def test_metrics_are_recorded(telemetry, fake, openai_client):
             assert "r-secret" not in point.attributes.values(), f"{name} carries a run id"
 
 
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault("rate_limit", retry_after=0), openai.RateLimitError),
+        (Fault("server_error"), openai.InternalServerError),
+    ],
+)
+def test_failed_call_records_no_token_usage(telemetry, fake, openai_client, fault, error):
+    """No usage came back, so no gen_ai.client.token.usage (semconv: MUST NOT report it when the
+    counts are not available); the duration carries the error."""
+    fake.inject(fault)
+    with pytest.raises(error):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    assert telemetry.metric_points(sc.METRIC_TOKEN_USAGE) == []
+    (duration,) = telemetry.metric_points(sc.METRIC_OPERATION_DURATION)
+    assert duration.count == 1
+    assert duration.attributes[sc.ERROR_TYPE] == f"{error.__module__}.{error.__qualname__}"
+
+
+def test_stream_cut_halfway_records_its_estimated_token_usage(telemetry, fake, openai_client):
+    fake.inject(Fault("cut_stream", after_chunks=3))
+    with pytest.raises(openai.APIError):
+        for _ in openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+            pass
+
+    span = telemetry.one_span()
+    assert span.attributes[sc.COSTWARDEN_USAGE_ESTIMATED] is True
+    tokens = {
+        p.attributes[sc.METRIC_ATTR_TOKEN_TYPE]: p for p in telemetry.metric_points(sc.METRIC_TOKEN_USAGE)
+    }
+    assert tokens["input"].sum == span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert tokens["output"].sum == span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS]
+    (duration,) = telemetry.metric_points(sc.METRIC_OPERATION_DURATION)
+    assert sc.ERROR_TYPE in duration.attributes
+
+
 def test_instrumenting_twice_makes_one_span(telemetry, fake, openai_client):
     from costwarden.instrumentation.openai import OpenAIInstrumentor
 
