@@ -59,6 +59,7 @@ __all__ = [
     "GEN_AI_WORKFLOW_NAME",
     "METRIC_BUDGET_DECISIONS",
     "METRIC_BUDGET_LIMIT",
+    "METRIC_BUDGET_PERIOD_END",
     "METRIC_BUDGET_SPENT",
     "METRIC_COST",
     "METRIC_OPERATION_DURATION",
@@ -154,6 +155,9 @@ METRIC_OPERATION_DURATION: Final = _gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURAT
 METRIC_COST: Final = "costwarden.cost"
 METRIC_BUDGET_LIMIT: Final = "costwarden.budget.limit"
 METRIC_BUDGET_SPENT: Final = "costwarden.budget.spent"
+# When the budget's current period ends (UNIX seconds), in its configured time zone: rules forecast to
+# it instead of doing calendar arithmetic in UTC. None for `period: run`.
+METRIC_BUDGET_PERIOD_END: Final = "costwarden.budget.period_end"
 METRIC_BUDGET_DECISIONS: Final = "costwarden.budget.decisions"
 
 METRIC_UNITS: Final[dict[str, str]] = {
@@ -166,6 +170,8 @@ METRIC_UNITS: Final[dict[str, str]] = {
     # whether the value is USD, tokens or calls.
     METRIC_BUDGET_LIMIT: "{amount}",
     METRIC_BUDGET_SPENT: "{amount}",
+    # "s": `costwarden_budget_period_end_seconds` on every path to Prometheus.
+    METRIC_BUDGET_PERIOD_END: "s",
     METRIC_BUDGET_DECISIONS: "{decision}",
 }
 

@@ -28,6 +28,7 @@ _DESCRIPTIONS = {
     sc.METRIC_COST: "Cost of LLM calls in USD",
     sc.METRIC_BUDGET_LIMIT: "A budget's limit, per unit (usd, tokens, calls)",
     sc.METRIC_BUDGET_SPENT: "What a budget has spent in its current period, per unit",
+    sc.METRIC_BUDGET_PERIOD_END: "When a budget's current period ends (UNIX time), in its time zone",
     sc.METRIC_BUDGET_DECISIONS: "Budget decisions taken at admission (alert, downgrade, throttle, veto ...)",
 }
 
@@ -40,6 +41,7 @@ class Instruments:
         meter_provider: MeterProvider | None,
         observe_limits: Callable[[], Iterable[Observation]],
         observe_spent: Callable[[], Iterable[Observation]],
+        observe_period_end: Callable[[], Iterable[Observation]],
     ) -> None:
         from costwarden import __version__
 
@@ -84,6 +86,12 @@ class Instruments:
             callbacks=[_callback(observe_spent)],
             unit=units[sc.METRIC_BUDGET_SPENT],
             description=_DESCRIPTIONS[sc.METRIC_BUDGET_SPENT],
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_BUDGET_PERIOD_END,
+            callbacks=[_callback(observe_period_end)],
+            unit=units[sc.METRIC_BUDGET_PERIOD_END],
+            description=_DESCRIPTIONS[sc.METRIC_BUDGET_PERIOD_END],
         )
 
     def decision(self, decision: str, budget: str, threshold: float | None = None) -> None:

@@ -36,6 +36,7 @@ from costwarden.processor._status import (
     Headroom,
     budget_status,
     headroom,
+    period_end_observations,
     spent_observations,
 )
 from costwarden.stores import open_store
@@ -66,7 +67,9 @@ class BudgetSpanProcessor(SpanProcessor):
     ) -> None:
         self.config = load_config(config)
         self._owns_store = store is None
-        self.instruments = Instruments(meter_provider, self._observe_limits, self._observe_spent)
+        self.instruments = Instruments(
+            meter_provider, self._observe_limits, self._observe_spent, self._observe_period_end
+        )
         times = Clock(clock, self.config.tz)
         self.store = store if store is not None else _open_store(self.config, times.timestamp)
         self._core = core = Core(self.config, self.store, self.instruments, times)
@@ -199,6 +202,10 @@ class BudgetSpanProcessor(SpanProcessor):
             )
         except StoreUnavailable:
             return []
+
+    def _observe_period_end(self) -> Iterable[Observation]:
+        core = self._core
+        return period_end_observations(self.budgets, core.now(), core.tz)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "budget_status",
     "config_budget_status",
     "headroom",
+    "period_end_observations",
     "spent_observations",
 ]
 
@@ -180,4 +181,24 @@ def spent_observations(
             else:
                 spent = max((getattr(s.spent, unit) for s in states.values()), default=0)
                 points.append(Observation(float(spent), base))
+    return points
+
+
+def period_end_observations(budgets: Sequence[BudgetConfig], now: datetime, tz: tzinfo) -> list[Observation]:
+    """``costwarden.budget.period_end`` points: when each budget's current period ends (UNIX seconds,
+    the period taken in time zone ``tz``), with the attributes of its ``costwarden.budget.limit``
+    points. None for a ``period: run`` budget, which never resets."""
+    points: list[Observation] = []
+    for budget in budgets:
+        limits = _limits(budget)
+        end = period_window(budget.period, now, tz).end if limits else None
+        if end is None:
+            continue
+        for unit, _ in limits:
+            attributes = {
+                sc.METRIC_ATTR_BUDGET: budget.name,
+                sc.METRIC_ATTR_UNIT: unit,
+                sc.METRIC_ATTR_PERIOD: budget.period,
+            }
+            points.append(Observation(end, attributes))
     return points

@@ -38,7 +38,7 @@ CONDITIONS_NOT_MET = {
     "CostwardenRunawayTokens": "needs a day's typical tokens per call before a jump",
     "CostwardenTelemetrySilent": "fires only after 15 minutes without telemetry",
     "CostwardenBudgetForecastOverrun": (
-        "the burn rate is over an hour and the time left is the calendar's: seconds of spend forecast "
+        "the burn rate is over an hour and the time left is the period's: seconds of spend forecast "
         "a total that depends on the time of day"
     ),
 }
@@ -53,7 +53,8 @@ GRAFANA_VARIABLES = {
 
 # Series names (not label names) in an expression: recorded series and costwarden's metrics.
 _METRIC_NAME = re.compile(
-    r"\b(costwarden:[\w:]+|costwarden_(?:cost|budget_limit|budget_spent|budget_decisions)\w*|gen_ai_client_\w+)"
+    r"\b(costwarden:[\w:]+|costwarden_(?:cost|budget_limit|budget_spent|budget_period_end|budget_decisions)\w*"
+    r"|gen_ai_client_\w+)"
 )
 
 pytestmark = pytest.mark.server("prometheus")
