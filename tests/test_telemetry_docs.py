@@ -45,3 +45,14 @@ def test_every_metric_has_a_unit():
         if k.startswith("METRIC_") and not k.startswith("METRIC_ATTR") and isinstance(v, str)
     ]
     assert set(metrics) == set(semconv.METRIC_UNITS)
+
+
+def test_decisions_counter_values_are_every_decision_but_allow():
+    """The `costwarden_decision` values listed in "As seen in Prometheus" are every decision the
+    processor ranks (``allow`` is never counted)."""
+    from costwarden.processor._decisions import _RANK
+
+    prometheus = DOC.read_text(encoding="utf-8").split("## As seen in Prometheus")[1]
+    row = next(line for line in prometheus.splitlines() if "costwarden_budget_decisions_total" in line)
+    listed = set(re.findall(r"`(\w+)`", row.split("costwarden_decision", 1)[1].split(")", 1)[0]))
+    assert listed == set(_RANK) - {"allow"}
