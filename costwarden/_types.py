@@ -35,6 +35,10 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    """How many of ``cache_write_tokens`` were written to a 1-hour cache (Anthropic's ``ttl: "1h"``),
+    which is billed at a higher rate than the default 5-minute cache. Never exceeds
+    ``cache_write_tokens``; 0 when the provider does not break cache writes down by lifetime."""
     reasoning_tokens: int = 0
     estimated: bool = False
     """True when the provider sent no usage (a stream cut short) and the numbers are costwarden's."""

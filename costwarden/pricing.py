@@ -9,7 +9,12 @@ the bundled snapshot is the data, unless the user installs genai-prices' own upd
 Overrides and additions come from ``prices:`` in costwarden.yaml (USD per million tokens)::
 
     prices:
-      my-finetune: {input: 3.0, output: 12.0, cache_read: 0.3, cache_write: 3.75}
+      my-finetune: {input: 3.0, output: 12.0, cache_read: 0.3, cache_write: 3.75, cache_write_1h: 6.0}
+
+Anthropic bills a prompt-cache write at one of two rates, by the cache's lifetime: 1.25x the input
+price for the default 5 minutes, 2x for ``ttl: "1h"``. ``cache_write`` is the 5-minute rate and
+``cache_write_1h`` the 1-hour one (genai-prices' ``cache_write_1h_mtok``; twice ``input`` where the
+price data has none).
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ logger = logging.getLogger("costwarden")
 _MILLION: Final = Decimal(1_000_000)
 _RESOLVE_TTL: Final = 3600.0
 _MAX_CACHED: Final = 4096
-OVERRIDE_KEYS: Final = ("input", "output", "cache_read", "cache_write")
+OVERRIDE_KEYS: Final = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
+_CACHE_1H_FACTOR: Final = Decimal(2)
+"""Anthropic's 1-hour cache writes cost twice the input price (used where no 1h price is known)."""
 
 # gen_ai.provider.name -> genai-prices provider id
 _PROVIDER_IDS: Final = {
@@ -104,18 +111,27 @@ class _Tiered:
                 price = tier_price
         return price
 
+    def times(self, factor: Decimal) -> _Tiered:
+        return _Tiered(self.base * factor, tuple((start, p * factor) for start, p in self.tiers))
+
 
 Price = Decimal | _Tiered
 
 
+def _times(price: Price, factor: Decimal) -> Price:
+    return price.times(factor) if isinstance(price, _Tiered) else price * factor
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrices:
-    """Per-million-token prices of one model (cached and cache-write input fall back to ``input``)."""
+    """Per-million-token prices of one model (cached and cache-write input fall back to ``input``,
+    1-hour cache writes to twice ``input``)."""
 
     input: Price
     output: Price
     cache_read: Price | None = None
     cache_write: Price | None = None
+    """The price of a (5-minute) prompt-cache write."""
     reasoning: Price | None = None
     per_request: Decimal = Decimal(0)
     source: str = "config"
@@ -123,12 +139,22 @@ class ModelPrices:
     provider_id: str = ""
     context_window: int | None = None
     """The model's context window in tokens, where the price database knows it."""
-    _per_token: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
+    cache_write_1h: Price | None = None
+    """The price of a 1-hour prompt-cache write (Anthropic's ``ttl: "1h"``); None for a model that
+    has no such cache (should it report 1-hour writes all the same, they cost twice ``input``)."""
+    _per_token: tuple[int, int, int, int, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cache_write_1h_rate(self) -> Price:
+        """What a 1-hour cache write costs per million tokens: :attr:`cache_write_1h`, or else what
+        Anthropic bills for one, twice the input price."""
+        if self.cache_write_1h is not None:
+            return self.cache_write_1h
+        return _times(self.input, _CACHE_1H_FACTOR)
 
     def __post_init__(self) -> None:
-        flat = all(
-            not isinstance(p, _Tiered) for p in (self.input, self.output, self.cache_read, self.cache_write)
-        )
+        prices = (self.input, self.output, self.cache_read, self.cache_write, self.cache_write_1h)
+        flat = all(not isinstance(p, _Tiered) for p in prices)
         # The common case (no tiers, no separate reasoning price) is precomputed as whole pico-dollars
         # per token, so pricing a call is integer arithmetic and one exact conversion to Decimal.
         per_token = None
@@ -140,6 +166,7 @@ class ModelPrices:
                     self.output,
                     self.cache_read or self.input,
                     self.cache_write or self.input,
+                    self.cache_write_1h_rate,
                 )
             ]
             if all(rate is not None for rate in rates):
@@ -150,11 +177,12 @@ class ModelPrices:
         """What ``usage`` costs at these prices, in USD."""
         per_token = self._per_token
         if per_token is not None:
-            rate_in, rate_out, rate_read, rate_write = per_token
+            rate_in, rate_out, rate_read, rate_write, rate_write_1h = per_token
             read, write = usage.cache_read_tokens, usage.cache_write_tokens
             pico = (usage.input_tokens - read - write) * rate_in + usage.output_tokens * rate_out
             if read or write:
-                pico += read * rate_read + write * rate_write
+                write_1h = min(usage.cache_write_1h_tokens, write)
+                pico += read * rate_read + (write - write_1h) * rate_write + write_1h * rate_write_1h
             total = Decimal(pico).scaleb(-12)
             return total + self.per_request if self.per_request else total
         return self._cost_tiered(usage)
@@ -169,20 +197,24 @@ class ModelPrices:
 
     def worst_case(self, input_tokens: int, output_tokens: int) -> Decimal:
         """The most a call of ``input_tokens`` in and ``output_tokens`` out can cost: its input all
-        written to the provider's cache and its output all reasoning, where those are priced higher
-        (strict budgets reserve this)."""
+        written to the provider's cache (at the dearer of the 5-minute and 1-hour rates) and its
+        output all reasoning, where those are priced higher (strict budgets reserve this)."""
         return max(
             self.cost(
                 Usage(
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
                     cache_write_tokens=input_tokens if cache_write else 0,
+                    cache_write_1h_tokens=input_tokens if cache_write == "1h" else 0,
                     reasoning_tokens=output_tokens if reasoning else 0,
                 )
             )
-            for cache_write in (False, True)
+            for cache_write in self._cache_write_kinds()
             for reasoning in (False, True)
         )
+
+    def _cache_write_kinds(self) -> tuple[str, ...]:
+        return ("", "5m", "1h") if self.cache_write_1h is not None else ("", "5m")
 
     def _cost_tiered(self, usage: Usage) -> Decimal:
         tokens_in = usage.input_tokens
@@ -196,7 +228,10 @@ class ModelPrices:
         if usage.cache_read_tokens:
             total += usage.cache_read_tokens * rate(self.cache_read, self.input)
         if usage.cache_write_tokens:
-            total += usage.cache_write_tokens * rate(self.cache_write, self.input)
+            write_1h = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+            total += (usage.cache_write_tokens - write_1h) * rate(self.cache_write, self.input)
+            if write_1h:
+                total += write_1h * rate(self.cache_write_1h_rate, self.input)
         if self.reasoning is not None and usage.reasoning_tokens:
             total += usage.reasoning_tokens * rate(self.reasoning, self.output)
             total += max(usage.output_tokens - usage.reasoning_tokens, 0) * rate(self.output, self.output)
@@ -225,6 +260,7 @@ class ModelPrices:
             "output": show(self.output),
             "cache_read": show(self.cache_read),
             "cache_write": show(self.cache_write),
+            "cache_write_1h": show(self.cache_write_1h),
             "reasoning": show(self.reasoning),
         }
 
@@ -294,15 +330,25 @@ def _why_not_amount(value: Any) -> str:
 def _from_override(model: str, values: Mapping[str, Any]) -> ModelPrices:
     """A valid override (see :func:`_override_problems`) as prices."""
     prices = {key: _amount(value) for key, value in values.items()}
+    input_price = prices["input"] or Decimal(0)
     return ModelPrices(
-        input=prices["input"],  # type: ignore[arg-type]
+        input=input_price,
         output=prices["output"],  # type: ignore[arg-type]
         cache_read=prices.get("cache_read"),
         cache_write=prices.get("cache_write"),
+        cache_write_1h=_cache_write_1h(prices.get("cache_write_1h"), input_price, model),
         source="config",
         model_id=model,
         provider_id="config",
     )
+
+
+def _cache_write_1h(price: Price | None, input_price: Price, model: str) -> Price | None:
+    """A model's 1-hour cache write price: the one given, or for a Claude model (on Anthropic's API,
+    Bedrock or Vertex AI) without one what Anthropic bills, twice the input price."""
+    if price is None and "claude" in model.lower():
+        return _times(input_price, _CACHE_1H_FACTOR)
+    return price
 
 
 def _convert(price: Any) -> Price | None:
@@ -345,11 +391,17 @@ def _resolve(model: str, provider: str | None) -> ModelPrices | None:
     genai_provider, info = found
     prices = info.get_prices(datetime.now(tz=UTC))
     requests_k = getattr(prices, "requests_kcount", None)
+    input_price = _convert(prices.input_mtok) or Decimal(0)
     return ModelPrices(
-        input=_convert(prices.input_mtok) or Decimal(0),
+        input=input_price,
         output=_convert(prices.output_mtok) or Decimal(0),
         cache_read=_convert(prices.cache_read_mtok),
         cache_write=_convert(prices.cache_write_mtok),
+        cache_write_1h=_cache_write_1h(
+            _convert(getattr(prices, "cache_write_1h_mtok", None)),  # older price data has none
+            input_price,
+            info.id,
+        ),
         reasoning=_convert(getattr(prices, "output_reasoning_mtok", None)),
         per_request=Decimal(requests_k) / 1000 if requests_k is not None else Decimal(0),
         source=f"genai-prices@{version('genai-prices')}",
@@ -363,7 +415,8 @@ class PriceBook:
     """Prices calls. Thread-safe; one global instance (see :func:`get_price_book`).
 
     ``overrides`` maps a model name (matched case-insensitively, exactly) to USD-per-1M-token prices
-    with the keys ``input``, ``output`` and optionally ``cache_read``, ``cache_write``; they win over
+    with the keys ``input``, ``output`` and optionally ``cache_read``, ``cache_write``,
+    ``cache_write_1h``; they win over
     the price database and price models it does not know. Raises :class:`PriceError` listing every bad one.
     """
 

@@ -21,6 +21,7 @@ def genai(model: str, usage: Usage, provider: str | None = None) -> Decimal:
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens or None,
     )
     return calc_price(genai_usage, model, provider_id=provider).total_price
 
@@ -37,6 +38,21 @@ def genai(model: str, usage: Usage, provider: str | None = None) -> Decimal:
             Usage(250_000, 1000, cache_read_tokens=1000, cache_write_tokens=2000),
         ),
         ("claude-3-5-haiku-latest", "anthropic", Usage(4000, 300, cache_write_tokens=1000)),
+        (
+            "claude-sonnet-4-5",
+            "anthropic",
+            Usage(12_000, 100, cache_write_tokens=10_000, cache_write_1h_tokens=4000),
+        ),
+        (  # the long-context tier, where a 1-hour write costs $12 per 1M tokens
+            "claude-sonnet-4-5",
+            "anthropic",
+            Usage(250_000, 100, cache_write_tokens=200_000, cache_write_1h_tokens=150_000),
+        ),
+        (
+            "claude-haiku-4-5",
+            "anthropic",
+            Usage(5000, 100, cache_write_tokens=3000, cache_write_1h_tokens=3000),
+        ),
         ("gemini-2.5-pro", "google", Usage(300_000, 5000, cache_read_tokens=10_000)),
         ("gemini-2.5-pro", "google", Usage(100_000, 5000)),
         ("o3-mini", "openai", Usage(1000, 500, reasoning_tokens=300)),
@@ -87,6 +103,10 @@ def test_override_wins_and_additions_price_unknown_models():
         ({"m": {"input": -1, "output": 1}}, "prices.m.input: -1 must be a non-negative number"),
         ({"m": {"input": "cheap", "output": 1}}, "prices.m.input: 'cheap' is not a number"),
         ({"m": {"input": 1, "output": 1, "caching": 2}}, "prices.m: unknown key(s) ['caching']"),
+        (
+            {"m": {"input": 1, "output": 1, "cache_write_1h": "x"}},
+            "prices.m.cache_write_1h: 'x' is not a number",
+        ),
     ],
 )
 def test_bad_override_is_refused_with_a_clear_message(override, message):
@@ -121,18 +141,69 @@ def test_worst_case_is_never_below_any_way_the_call_can_be_billed(model: str, pr
     worst = prices.worst_case(300_000, 2000)
     for write in (0, 1, 150_000, 300_000):
         for read in (0, 100_000):
-            usage = Usage(
-                300_000, 2000, cache_read_tokens=read, cache_write_tokens=min(write, 300_000 - read)
-            )
-            assert prices.cost(usage) <= worst
+            # Only a model with a 1-hour cache (Claude) reports 1-hour writes.
+            for long_lived in (0, write // 2, write) if prices.cache_write_1h is not None else (0,):
+                written = min(write, 300_000 - read)
+                usage = Usage(
+                    300_000,
+                    2000,
+                    cache_read_tokens=read,
+                    cache_write_tokens=written,
+                    cache_write_1h_tokens=min(long_lived, written),
+                )
+                assert prices.cost(usage) <= worst
     assert worst >= prices.estimate(300_000, 2000)
 
 
 def test_worst_case_prices_input_as_cache_writes_where_those_cost_more() -> None:
     prices = PriceBook().prices("claude-sonnet-4-5", "anthropic")
     assert prices is not None
-    assert prices.worst_case(1000, 100) == prices.cost(Usage(1000, 100, cache_write_tokens=1000))
+    one_hour_writes = Usage(1000, 100, cache_write_tokens=1000, cache_write_1h_tokens=1000)
+    assert prices.worst_case(1000, 100) == prices.cost(one_hour_writes)  # 1-hour writes: the dearest
+    assert prices.worst_case(1000, 100) > prices.cost(Usage(1000, 100, cache_write_tokens=1000))
     assert prices.worst_case(1000, 100) > prices.estimate(1000, 100)
+
+
+def test_one_hour_cache_writes_cost_what_anthropic_bills() -> None:
+    """Claude Sonnet 4.5: $3 input, $3.75 for a 5-minute cache write, $6 for a 1-hour one, $15 output
+    per 1M tokens (the usage block of a 10,000-token 1-hour write)."""
+    usage = Usage(10_020, 100, cache_write_tokens=10_000, cache_write_1h_tokens=10_000)
+    billed = (20 * Decimal(3) + 10_000 * Decimal(6) + 100 * Decimal(15)) / M
+    assert PriceBook().cost("claude-sonnet-4-5", usage, "anthropic").amount == billed
+    mixed = Usage(10_020, 100, cache_write_tokens=10_000, cache_write_1h_tokens=4000)
+    billed = (20 * Decimal(3) + 6000 * Decimal("3.75") + 4000 * Decimal(6) + 100 * Decimal(15)) / M
+    assert PriceBook().cost("claude-sonnet-4-5", mixed, "anthropic").amount == billed
+
+
+def test_one_hour_cache_writes_of_a_claude_model_without_that_price_cost_twice_the_input() -> None:
+    """genai-prices has no 1-hour price for some Claude models (on Bedrock); Anthropic bills 2x input."""
+    model = "anthropic.claude-3-5-haiku-20241022-v1:0"  # $0.80 input, $1 cache write, $4 output
+    prices = PriceBook().prices(model, "aws.bedrock")
+    assert prices is not None
+    usage = Usage(1000, 0, cache_write_tokens=1000, cache_write_1h_tokens=1000)
+    assert prices.cost(usage) == 1000 * Decimal("1.6") / M
+    assert prices.worst_case(1000, 0) == prices.cost(usage)
+
+
+def test_worst_case_of_a_model_without_a_one_hour_cache_is_unchanged() -> None:
+    """Only Anthropic writes 1-hour caches: other models' strict reservations do not pay for them."""
+    prices = PriceBook().prices("gpt-4o", "openai")
+    assert prices is not None
+    assert prices.cache_write_1h is None
+    assert prices.worst_case(1000, 100) == prices.estimate(1000, 100)
+
+
+def test_override_prices_one_hour_cache_writes() -> None:
+    book = PriceBook(
+        {
+            "my-claude": {"input": 3, "output": 15, "cache_write": 3.75, "cache_write_1h": 6},
+            "claude-proxy": {"input": 3, "output": 15},
+        }
+    )
+    usage = Usage(1_000_000, 0, cache_write_tokens=1_000_000, cache_write_1h_tokens=1_000_000)
+    assert book.cost("my-claude", usage) == (Decimal(6), "config")
+    assert book.describe("my-claude")["cache_write_1h"] == "6"
+    assert book.cost("claude-proxy", usage) == (Decimal(6), "config")  # a Claude model: twice the input
 
 
 def test_cache_is_bounded():
