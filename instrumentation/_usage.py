@@ -28,6 +28,8 @@ class UsageMap:
     output_tokens: Path
     cache_read_tokens: Path = ()
     cache_write_tokens: Path = ()
+    cache_write_1h_tokens: Path = ()
+    """The cache writes of those that went to a 1-hour cache (Anthropic), counted within the above."""
     reasoning_tokens: Path = ()
 
 
@@ -62,11 +64,13 @@ def usage_from(block: Any, mapping: UsageMap) -> Usage | None:
     output_tokens = _count(block, mapping.output_tokens)
     if input_tokens is None and output_tokens is None:
         return None
+    cache_write = _count(block, mapping.cache_write_tokens) or 0
     return Usage(
         input_tokens=input_tokens or 0,
         output_tokens=output_tokens or 0,
         cache_read_tokens=_count(block, mapping.cache_read_tokens) or 0,
-        cache_write_tokens=_count(block, mapping.cache_write_tokens) or 0,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(_count(block, mapping.cache_write_1h_tokens) or 0, cache_write),
         reasoning_tokens=_count(block, mapping.reasoning_tokens) or 0,
     )
 

@@ -10,6 +10,11 @@ Anthropic's ``input_tokens`` EXCLUDES the prompt-cache reads and writes reported
 costwarden's input tokens include them: input = input + cache_read + cache_creation. ``output_tokens``
 already includes extended thinking (``output_tokens_details.thinking_tokens`` breaks it out). A stream
 reports the input counts in ``message_start`` and the cumulative output in ``message_delta``.
+
+Cache writes are billed by the cache's lifetime: ``cache_creation`` splits ``cache_creation_input_tokens``
+into ``ephemeral_5m_input_tokens`` and ``ephemeral_1h_input_tokens`` (the dearer ``ttl: "1h"``). SDKs
+older than the field keep it as an extra field of the usage model, which reads the same; a response
+without it (older API versions) prices every write as a 5-minute one.
 """
 
 from __future__ import annotations
@@ -45,12 +50,14 @@ ANTHROPIC_USAGE = UsageMap(
     output_tokens="output_tokens",
     cache_read_tokens="cache_read_input_tokens",
     cache_write_tokens="cache_creation_input_tokens",
+    cache_write_1h_tokens="cache_creation.ephemeral_1h_input_tokens",
     reasoning_tokens="output_tokens_details.thinking_tokens",
 )
 _USAGE_FIELDS = (
     "input_tokens",
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
+    "cache_creation",
     "output_tokens",
     "output_tokens_details",
 )

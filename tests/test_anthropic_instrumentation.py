@@ -262,6 +262,72 @@ def test_prompt_cache_writes_then_reads_priced_as_published(telemetry, fake, cli
     assert second.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] < first.attributes[sc.GEN_AI_USAGE_COST_AMOUNT]
 
 
+# anthropic.com/pricing: a 1-hour cache write costs twice the input price
+PUBLISHED_1H_WRITE = {"claude-sonnet-4-5": Decimal("6.00"), "claude-3-5-haiku": Decimal("1.60")}
+
+
+def billed(model: str, usage: dict[str, Any]) -> float:
+    """What Anthropic bills for a usage block: 5-minute and 1-hour cache writes at their own rates."""
+    price_in, price_write, price_read, price_out = (Decimal(str(p)) for p in PUBLISHED[model])
+    split = usage.get("cache_creation") or {}
+    long_lived = split.get("ephemeral_1h_input_tokens", 0)
+    short_lived = usage["cache_creation_input_tokens"] - long_lived
+    total = (
+        usage["input_tokens"] * price_in
+        + short_lived * price_write
+        + long_lived * PUBLISHED_1H_WRITE[model]
+        + usage["cache_read_input_tokens"] * price_read
+        + usage["output_tokens"] * price_out
+    )
+    return float(total / Decimal(1_000_000))
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "claude-3-5-haiku"])
+@pytest.mark.parametrize("how", ["create", "stream", "stream-helper"])
+def test_one_hour_prompt_cache_writes_cost_what_anthropic_bills(telemetry, fake, client, model, how):
+    """``ttl: "1h"`` cache writes are billed at 2x the input price, not the 5-minute 1.25x: the span's
+    cost is the bill, whether the usage block came whole or in ``message_start``."""
+    system = [
+        {"type": "text", "text": "Long-lived. " * 2500, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "Short-lived. " * 1200, "cache_control": {"type": "ephemeral"}},
+    ]
+    kwargs = {"model": model, "system": system}
+    if how == "stream-helper":
+        stream_helper(client, None, "sync", **kwargs)
+    else:
+        create(client, None, "sync", how == "stream", **kwargs)
+
+    span = telemetry.one_span()
+    usage = fake.requests[-1].usage
+    split = usage["cache_creation"]
+    assert split["ephemeral_1h_input_tokens"] > 0
+    assert split["ephemeral_5m_input_tokens"] > 0
+    assert (
+        span.attributes[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] == usage["cache_creation_input_tokens"]
+    )
+    assert span.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(billed(model, usage), rel=1e-9)
+    assert span.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] > published_cost(model, span.attributes)
+
+
+def test_one_hour_cache_writes_are_settled_on_the_budget_at_their_price(budgets, fake, client):
+    telemetry = budgets({"budgets": [{"name": "b", "limit_usd": 10}]})
+    system = [{"type": "text", "text": "Kept. " * 3000, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    create(client, None, "sync", system=system)
+
+    (row,) = [r for r in telemetry.processor.status() if r.budget == "b" and r.unit == "usd"]
+    assert float(row.spent) == pytest.approx(billed("claude-sonnet-4-5", fake.requests[-1].usage), rel=1e-9)
+
+
+def test_strict_budget_reserves_input_as_one_hour_cache_writes(budgets, fake, client):
+    """Any request may write its whole prompt to a 1-hour cache: a strict budget that affords the
+    prompt at the 5-minute write rate but not at the 1-hour one vetoes it."""
+    prompt = "word " * 4000  # bounded at ~20k tokens: 5-minute writes $0.075, 1-hour writes $0.12
+    budgets({"strict": True, "budgets": [{"name": "cap", "limit_usd": 0.1}]})
+    with pytest.raises(BudgetExceeded):
+        create(client, None, "sync", max_tokens=10, messages=[{"role": "user", "content": prompt}])
+    assert not fake.requests
+
+
 @pytest.mark.skipif(
     "thinking" not in inspect.signature(anthropic.resources.messages.Messages.create).parameters,
     reason=f"anthropic {anthropic.__version__} has no extended thinking (no `thinking` parameter)",

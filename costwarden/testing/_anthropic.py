@@ -16,6 +16,10 @@ Usage is deterministic (``count_tokens`` from ``_tokens``):
   same model is a cache read; the rest up to the last breakpoint is a cache write when it is at least
   1024 tokens (2048 for Haiku models). As on the real API, ``input_tokens`` EXCLUDES both:
   ``input_tokens = prompt - cache_read_input_tokens - cache_creation_input_tokens``.
+- Cache lifetimes: a breakpoint's ``cache_control.ttl`` (``5m`` by default, or ``1h``) is the lifetime
+  of the tokens written between the breakpoint before it and it. When the request has a ``1h``
+  breakpoint, the usage block breaks the write down as the real API does: ``cache_creation:
+  {ephemeral_5m_input_tokens, ephemeral_1h_input_tokens}`` (also in ``message_start``).
 - Output: a reply's natural length is ``ServerSettings.output_tokens`` (the ``x-fake-output-tokens``
   header overrides it), capped by ``max_tokens`` (then ``stop_reason`` is ``max_tokens``, otherwise
   ``end_turn``).
@@ -94,22 +98,31 @@ def _block_text(block: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
-def _blocks(body: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The prompt as (text, is a cache breakpoint) blocks, in cache order: tools, system, messages."""
-    out = [(json.dumps(t, sort_keys=True), "cache_control" in t) for t in body.get("tools") or ()]
+def _ttl(block: Any) -> str | None:
+    """The cache lifetime of a breakpoint block (``5m`` or ``1h``), None for a block that is none."""
+    control = block.get("cache_control") if isinstance(block, dict) else None
+    if not control:
+        return None
+    return "1h" if isinstance(control, dict) and control.get("ttl") == "1h" else "5m"
+
+
+def _blocks(body: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The prompt as (text, cache lifetime if a breakpoint) blocks, in cache order: tools, system,
+    messages."""
+    out = [(json.dumps(t, sort_keys=True), _ttl(t)) for t in body.get("tools") or ()]
     system = body.get("system")
     if isinstance(system, str):
-        out.append((system, False))
+        out.append((system, None))
     else:
-        out += [(_block_text(b), isinstance(b, dict) and "cache_control" in b) for b in system or ()]
+        out += [(_block_text(b), _ttl(b)) for b in system or ()]
     for message in body.get("messages") or ():
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
-            out.append((content, False))
+            out.append((content, None))
             continue
-        out += [(_block_text(b), isinstance(b, dict) and "cache_control" in b) for b in content or ()]
+        out += [(_block_text(b), _ttl(b)) for b in content or ()]
     if body.get("cache_control") and out:
-        out[-1] = (out[-1][0], True)
+        out[-1] = (out[-1][0], _ttl(body))
     return out
 
 
@@ -118,24 +131,39 @@ class _Prompt:
     tokens: int
     cache_read: int
     cache_write: int
+    cache_write_1h: int = 0
+    """Of ``cache_write``, the tokens written to a 1-hour cache."""
+    ttl_breakdown: bool = False
+    """Whether the request asked for a 1-hour cache, so the usage block breaks the write down."""
 
 
 def _prompt(req: Request, model: str) -> _Prompt:
     blocks = _blocks(req.body)
     total, prefix, breakpoints = 0, "", []
-    for text, breakpoint in blocks:
+    for text, ttl in blocks:
         total += count_tokens(text)
         prefix += text + "\x1e"
-        if breakpoint:
-            breakpoints.append((total, prefix))
+        if ttl is not None:
+            breakpoints.append((total, prefix, ttl))
     minimum = CACHE_MIN_TOKENS_HAIKU if "haiku" in model else CACHE_MIN_TOKENS
     read = 0
-    for tokens, text in breakpoints:
+    for tokens, text, _ in breakpoints:
         if req.cache.seen_before(model, text) and tokens >= minimum:
             read = tokens
     last = breakpoints[-1][0] if breakpoints else 0
     write = last - read if last >= minimum and last > read else 0
-    return _Prompt(total, read, write)
+    long_lived = _written_1h(breakpoints, read, read + write)
+    return _Prompt(total, read, write, long_lived, any(ttl == "1h" for *_, ttl in breakpoints))
+
+
+def _written_1h(breakpoints: list[tuple[int, str, str]], start: int, end: int) -> int:
+    """The tokens of the write ``(start, end]`` that a 1-hour breakpoint ends the segment of."""
+    written, previous = 0, 0
+    for tokens, _, ttl in breakpoints:
+        if ttl == "1h":
+            written += max(0, min(tokens, end) - max(previous, start))
+        previous = tokens
+    return written
 
 
 def _model(req: Request) -> str:
@@ -211,6 +239,11 @@ def _usage(prompt: _Prompt, output: int, thought: int) -> dict[str, Any]:
         "output_tokens": output,
         "service_tier": "standard",
     }
+    if prompt.ttl_breakdown:
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": prompt.cache_write - prompt.cache_write_1h,
+            "ephemeral_1h_input_tokens": prompt.cache_write_1h,
+        }
     if thought:
         usage["output_tokens_details"] = {"thinking_tokens": thought}
     return usage
