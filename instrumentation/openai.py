@@ -3,11 +3,18 @@ and any OpenAI-compatible ``base_url``).
 
 Only parsing lives here: how each wrapped method's requests and responses read. Spans, budgets, cost
 and streams are handled by the shared pieces in this package.
+
+The SDK types ``messages`` and ``input`` as any ``Iterable``: one given as an iterator or generator can
+be read once only. It is read into a list before anything looks at it (estimate, strict bound,
+fingerprint, trim) and that list is what the SDK sends, through the path a trimmed context takes
+(``with_messages``). Should the app's iterator raise, the SDK is given what was read and then the same
+error, so it fails as it would without costwarden.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,6 +31,7 @@ from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import (
     UsageMap,
     estimate_tokens,
+    fields_of,
     input_token_bound,
     read_path,
     usage_from,
@@ -122,7 +130,7 @@ class _Operation:
     def parse_request(self, instance: Any, kwargs: dict[str, Any]) -> RequestInfo:
         provider, attributes = _client_attributes(instance)
         model = str(_given(kwargs, "model") or "unknown")
-        content = _given(kwargs, self.content_key)
+        content = _materialize(_given(kwargs, self.content_key))
         tools = _given(kwargs, "tools")
         max_tokens = next((v for k in self.max_tokens_keys if (v := _given(kwargs, k)) is not None), None)
         attributes[sc.GEN_AI_OPERATION_NAME] = self.name
@@ -160,6 +168,7 @@ class _Operation:
         return RequestInfo(call=call, attributes=attributes, input_messages=content)
 
     def prepare(self, kwargs: dict[str, Any], request: RequestInfo) -> tuple[dict[str, Any], bool]:
+        kwargs = self._send_materialized(kwargs, request)
         if not request.call.stream or self.stream_kind not in ("chat", "completion"):
             return kwargs, False
         if _raw_body_for_app(kwargs):
@@ -176,6 +185,15 @@ class _Operation:
         if "include_usage" in options:
             return kwargs, False  # the app chose; an explicit False is respected (usage is then estimated)
         return {**kwargs, "stream_options": {**options, "include_usage": True}}, True
+
+    def _send_materialized(self, kwargs: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
+        """The request with the prompt :meth:`parse_request` read from a one-pass iterable, which has
+        nothing left for the SDK to send."""
+        given = _given(kwargs, self.content_key)
+        read = request.call.content
+        if given is None or given is read or not _read_once(given):
+            return kwargs
+        return self.with_messages(kwargs, read)
 
     def with_model(self, kwargs: dict[str, Any], model: str) -> dict[str, Any]:
         return {**kwargs, "model": model}
@@ -209,6 +227,36 @@ class _Operation:
 
     def response_in_error(self, exc: BaseException) -> tuple[bool, Any]:
         return response_in_error(exc)
+
+
+def _read_once(value: Any) -> bool:
+    """Whether ``value`` is an iterable of messages or inputs that is not a list or tuple (an iterator,
+    a generator, a deque...), which :func:`_materialize` reads into a list. Strings, bytes, mappings and
+    SDK objects (a pydantic model iterates over its fields) are single values, not collections."""
+    return (
+        isinstance(value, Iterable)
+        and not isinstance(value, str | bytes | bytearray | list | tuple | Mapping)
+        and fields_of(value) is None
+    )
+
+
+def _materialize(value: Any) -> Any:
+    """``value`` read into a list when it is an iterable that may be read only once (see
+    :func:`_read_once`), otherwise ``value`` itself. When reading it raises, an iterator that yields
+    what was read and then raises the same exception, for the SDK to meet as it would have."""
+    if not _read_once(value):
+        return value
+    items: list[Any] = []
+    try:
+        items.extend(value)
+    except Exception as exc:
+        return itertools.chain(items, _raise(exc))
+    return items
+
+
+def _raise(exc: Exception) -> Iterator[Any]:
+    raise exc
+    yield  # a generator: raises when the SDK reaches it, not here
 
 
 def _raw_body_for_app(kwargs: Mapping[str, Any]) -> bool:

@@ -323,10 +323,115 @@ def test_strict_bounds_messages_given_as_sdk_objects(budgets, fake, openai_clien
     assert not fake.requests
 
 
-def test_trim_context_leaves_messages_given_as_an_iterator_alone(budgets, fake, openai_client):
-    """The SDK accepts any iterable of messages: trimming must not read up an iterator it then
-    cannot send (the provider got an empty list)."""
+def test_trim_context_trims_messages_given_as_an_iterator(budgets, fake, openai_client):
+    """The SDK accepts any iterable of messages: an iterator is read once, into the list that is
+    trimmed and sent, so it is trimmed as a list is (and the provider never gets an empty list)."""
     budgets({"budgets": [{"name": "b", "limit_usd": 10, "trim_context": {"at": 0.0, "max_input_tokens": 5}}]})
     messages = [{"role": "user", "content": "short " * 40}, {"role": "user", "content": "again"}]
+    openai_client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=5)
+    trimmed = fake.requests[-1].body["messages"]
+    assert trimmed == [{"role": "user", "content": "again"}]
+
     openai_client.chat.completions.create(model="gpt-4o", messages=iter(messages), max_tokens=5)
-    assert fake.requests[-1].body["messages"] == messages
+    assert fake.requests[-1].body["messages"] == trimmed
+
+
+def _generated(messages: list[dict[str, str]]):
+    yield from messages
+
+
+@pytest.mark.parametrize("operation", ["chat", "chat-stream", "async-chat", "responses"])
+def test_messages_given_as_a_generator_reach_the_server(
+    budgets, fake, openai_client, async_openai_client, operation
+):
+    """A generator of messages (or of Responses input items) is read once by costwarden, which sends
+    what it read: the server receives every message."""
+    if operation == "responses" and not hasattr(openai_client, "responses"):
+        pytest.skip(f"openai {openai.__version__} has no Responses API")
+    telemetry = budgets({"budgets": [{"name": "b", "limit_usd": 10}]})
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Write one line about budgets. " * 20},
+    ]
+    if operation == "chat":
+        openai_client.chat.completions.create(model="gpt-4o", messages=_generated(messages), max_tokens=5)
+    elif operation == "chat-stream":
+        chunks = openai_client.chat.completions.create(
+            model="gpt-4o", messages=_generated(messages), max_tokens=5, stream=True
+        )
+        list(chunks)
+    elif operation == "async-chat":
+        call = async_openai_client.chat.completions.create(
+            model="gpt-4o", messages=_generated(messages), max_tokens=5
+        )
+        asyncio.run(call)
+    else:
+        openai_client.responses.create(model="gpt-4o", input=_generated(messages), max_output_tokens=16)
+
+    body = fake.requests[-1].body
+    assert body["input" if operation == "responses" else "messages"] == messages
+    (row,) = _usd_status(telemetry.processor, "b")
+    assert row.spent > 0
+    assert telemetry.one_span().attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 100
+
+
+LONG_CONVERSATION = [{"role": "user", "content": "word " * 20000}, {"role": "user", "content": "sum up"}]
+"""About 25k tokens: more than $0.01 of gpt-4o input."""
+
+
+def test_strict_budget_bounds_messages_given_as_a_generator(budgets, fake, openai_client):
+    """A strict budget bounds a conversation given as a generator by its messages, not by the
+    generator's repr (which let one of any length through)."""
+    budgets({"strict": True, "budgets": [{"name": "cap", "limit_usd": 0.01}]})
+    with pytest.raises(BudgetExceeded):
+        openai_client.chat.completions.create(
+            model="gpt-4o", messages=_generated(LONG_CONVERSATION), max_tokens=10
+        )
+    assert not fake.requests
+    short = [{"role": "user", "content": "hi"}]
+    openai_client.chat.completions.create(model="gpt-4o", messages=_generated(short), max_tokens=10)
+    assert fake.requests[-1].body["messages"] == short
+
+
+def test_runaway_guard_sees_messages_given_as_a_generator(budgets, fake, openai_client):
+    """max_repeats fingerprints the conversation a generator yields, not the generator object."""
+    budgets({"budgets": [{"name": "loop", "limit_usd": 10, "max_repeats": 2}]})
+    generators = [_generated(LONG_CONVERSATION) for _ in range(3)]  # alive: three different objects
+
+    def call(messages):
+        openai_client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=10)
+
+    call(generators[0])
+    call(generators[1])
+    with pytest.raises(BudgetExceeded):
+        call(generators[2])
+    assert len(fake.requests) == 2
+
+
+def test_token_budget_estimates_messages_given_as_a_generator(budgets, fake, openai_client):
+    """Admission estimates a generator's messages (it saw 0 tokens): a call estimated above what
+    the budget has left is vetoed."""
+    budgets({"budgets": [{"name": "tokens", "limit_tokens": 1000}]})
+    with pytest.raises(BudgetExceeded):
+        openai_client.chat.completions.create(
+            model="gpt-4o", messages=_generated(LONG_CONVERSATION), max_tokens=10
+        )
+    assert not fake.requests
+
+
+def test_a_message_generator_that_raises_fails_as_without_costwarden(budgets, fake, openai_client):
+    """costwarden reads the generator first; its error must still reach the app (from the SDK, as
+    without costwarden), and nothing half-read is sent."""
+    budgets({"budgets": [{"name": "b", "limit_usd": 10}]})
+
+    def broken():
+        yield {"role": "user", "content": "first"}
+        raise ValueError("the app's generator broke")
+
+    def call():
+        openai_client.chat.completions.create(model="gpt-4o", messages=broken(), max_tokens=5)
+
+    expected = error_without_costwarden(call)
+    with pytest.raises(expected, match="the app's generator broke"):
+        call()
+    assert not fake.requests
