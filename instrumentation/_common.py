@@ -3,7 +3,8 @@ data from SDK model objects, response id and model)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,14 +12,16 @@ from urllib.parse import urlsplit
 from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
-from costwarden.instrumentation._usage import read_path
+from costwarden.instrumentation._usage import fields_of, read_path
 
 __all__ = [
     "as_plain",
     "choice_count",
     "given",
+    "materialize",
     "numeric_params",
     "raw_response_parser",
+    "read_once",
     "response_attributes",
     "response_in_error",
     "server_attributes",
@@ -130,3 +133,33 @@ def response_attributes(response_id: Any, model: Any) -> dict[str, AttributeValu
     if isinstance(model, str) and model:
         attributes[sc.GEN_AI_RESPONSE_MODEL] = model
     return attributes
+
+
+def read_once(value: Any) -> bool:
+    """Whether ``value`` is an iterable of messages or inputs that is not a list or tuple (an iterator,
+    a generator, a deque...), which :func:`materialize` reads into a list. Strings, bytes, mappings and
+    SDK objects (a pydantic model iterates over its fields) are single values, not collections."""
+    return (
+        isinstance(value, Iterable)
+        and not isinstance(value, str | bytes | bytearray | list | tuple | Mapping)
+        and fields_of(value) is None
+    )
+
+
+def materialize(value: Any) -> Any:
+    """``value`` read into a list when it is an iterable that may be read only once (see
+    :func:`read_once`), otherwise ``value`` itself. When reading it raises, an iterator that yields
+    what was read and then raises the same exception, for the SDK to meet as it would have."""
+    if not read_once(value):
+        return value
+    items: list[Any] = []
+    try:
+        items.extend(value)
+    except Exception as exc:
+        return itertools.chain(items, _raise(exc))
+    return items
+
+
+def _raise(exc: Exception) -> Iterator[Any]:
+    raise exc
+    yield  # a generator: raises when the SDK reaches it, not here

@@ -59,6 +59,9 @@ class RequestInfo:
     attributes: dict[str, AttributeValue]
     input_messages: Any = None
     """The prompt, recorded only when content capture is on."""
+    prompt_read: Any = None
+    """A prompt the app gave as a one-pass iterable (an iterator, a generator), read by ``parse_request``
+    into what the SDK must send in its place (see ``_common.materialize``); None otherwise."""
 
 
 @dataclass(slots=True)

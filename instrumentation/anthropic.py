@@ -30,6 +30,7 @@ from costwarden._types import CallRequest
 from costwarden.instrumentation._common import (
     as_plain,
     given,
+    materialize,
     numeric_params,
     raw_response_parser,
     response_attributes,
@@ -91,7 +92,8 @@ class _Messages:
     def parse_request(self, instance: Any, kwargs: dict[str, Any]) -> RequestInfo:
         provider, attributes = _client_attributes(instance)
         model = str(given(kwargs, "model") or "unknown")
-        messages = given(kwargs, "messages")
+        given_messages = given(kwargs, "messages")
+        messages = materialize(given_messages)
         system = as_plain(given(kwargs, "system"))
         tools = as_plain(given(kwargs, "tools"))
         max_tokens = given(kwargs, "max_tokens")
@@ -117,9 +119,12 @@ class _Messages:
             content=plain,
             messages=messages if isinstance(messages, list) else None,
         )
-        return RequestInfo(call=call, attributes=attributes, input_messages=plain)
+        read = messages if messages is not given_messages else None
+        return RequestInfo(call=call, attributes=attributes, input_messages=plain, prompt_read=read)
 
     def prepare(self, kwargs: dict[str, Any], request: RequestInfo) -> tuple[dict[str, Any], bool]:
+        if request.prompt_read is not None:  # the one-pass iterable read in parse_request
+            kwargs = self.with_messages(kwargs, request.prompt_read)
         return kwargs, False  # Anthropic reports usage on every stream
 
     def with_model(self, kwargs: dict[str, Any], model: str) -> dict[str, Any]:

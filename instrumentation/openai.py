@@ -13,8 +13,7 @@ error, so it fails as it would without costwarden.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,14 +23,18 @@ from opentelemetry.util.types import AttributeValue
 
 from costwarden import semconv as sc
 from costwarden._types import CallRequest
-from costwarden.instrumentation._common import choice_count, raw_response_parser, response_in_error
+from costwarden.instrumentation._common import (
+    choice_count,
+    materialize,
+    raw_response_parser,
+    response_in_error,
+)
 from costwarden.instrumentation._common import given as _given
 from costwarden.instrumentation._core import RequestInfo, ResponseInfo
 from costwarden.instrumentation._instrumentor import TargetInstrumentor
 from costwarden.instrumentation._usage import (
     UsageMap,
     estimate_tokens,
-    fields_of,
     input_token_bound,
     read_path,
     usage_from,
@@ -130,7 +133,8 @@ class _Operation:
     def parse_request(self, instance: Any, kwargs: dict[str, Any]) -> RequestInfo:
         provider, attributes = _client_attributes(instance)
         model = str(_given(kwargs, "model") or "unknown")
-        content = _materialize(_given(kwargs, self.content_key))
+        given_content = _given(kwargs, self.content_key)
+        content = materialize(given_content)
         tools = _given(kwargs, "tools")
         max_tokens = next((v for k in self.max_tokens_keys if (v := _given(kwargs, k)) is not None), None)
         attributes[sc.GEN_AI_OPERATION_NAME] = self.name
@@ -165,10 +169,12 @@ class _Operation:
             messages=content if self.name == "chat" and self.content_key == "messages" else None,
             choices=max(choices, choice_count(_given(kwargs, "best_of"))),  # best_of: all are billed
         )
-        return RequestInfo(call=call, attributes=attributes, input_messages=content)
+        read = content if content is not given_content else None
+        return RequestInfo(call=call, attributes=attributes, input_messages=content, prompt_read=read)
 
     def prepare(self, kwargs: dict[str, Any], request: RequestInfo) -> tuple[dict[str, Any], bool]:
-        kwargs = self._send_materialized(kwargs, request)
+        if request.prompt_read is not None:  # the one-pass iterable read in parse_request
+            kwargs = self.with_messages(kwargs, request.prompt_read)
         if not request.call.stream or self.stream_kind not in ("chat", "completion"):
             return kwargs, False
         if _raw_body_for_app(kwargs):
@@ -185,15 +191,6 @@ class _Operation:
         if "include_usage" in options:
             return kwargs, False  # the app chose; an explicit False is respected (usage is then estimated)
         return {**kwargs, "stream_options": {**options, "include_usage": True}}, True
-
-    def _send_materialized(self, kwargs: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
-        """The request with the prompt :meth:`parse_request` read from a one-pass iterable, which has
-        nothing left for the SDK to send."""
-        given = _given(kwargs, self.content_key)
-        read = request.call.content
-        if given is None or given is read or not _read_once(given):
-            return kwargs
-        return self.with_messages(kwargs, read)
 
     def with_model(self, kwargs: dict[str, Any], model: str) -> dict[str, Any]:
         return {**kwargs, "model": model}
@@ -227,36 +224,6 @@ class _Operation:
 
     def response_in_error(self, exc: BaseException) -> tuple[bool, Any]:
         return response_in_error(exc)
-
-
-def _read_once(value: Any) -> bool:
-    """Whether ``value`` is an iterable of messages or inputs that is not a list or tuple (an iterator,
-    a generator, a deque...), which :func:`_materialize` reads into a list. Strings, bytes, mappings and
-    SDK objects (a pydantic model iterates over its fields) are single values, not collections."""
-    return (
-        isinstance(value, Iterable)
-        and not isinstance(value, str | bytes | bytearray | list | tuple | Mapping)
-        and fields_of(value) is None
-    )
-
-
-def _materialize(value: Any) -> Any:
-    """``value`` read into a list when it is an iterable that may be read only once (see
-    :func:`_read_once`), otherwise ``value`` itself. When reading it raises, an iterator that yields
-    what was read and then raises the same exception, for the SDK to meet as it would have."""
-    if not _read_once(value):
-        return value
-    items: list[Any] = []
-    try:
-        items.extend(value)
-    except Exception as exc:
-        return itertools.chain(items, _raise(exc))
-    return items
-
-
-def _raise(exc: Exception) -> Iterator[Any]:
-    raise exc
-    yield  # a generator: raises when the SDK reaches it, not here
 
 
 def _raw_body_for_app(kwargs: Mapping[str, Any]) -> bool:

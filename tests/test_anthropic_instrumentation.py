@@ -656,3 +656,16 @@ def test_async_stream_manager_is_the_sdks_type(telemetry, fake, aclient):
 
     message = asyncio.run(go())
     assert telemetry.one_span().attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == message.usage.output_tokens
+
+
+def test_messages_given_as_a_generator_are_estimated_bounded_and_sent(budgets, fake, client):
+    """The SDK takes any iterable of messages: a generator is read once, into the list that strict
+    budgets bound and the SDK sends."""
+    budgets({"strict": True, "budgets": [{"name": "cap", "limit_usd": 0.01}]})
+    short = [{"role": "user", "content": "hello"}]
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=(m for m in short))
+    assert fake.requests[-1].body["messages"] == short
+    long = [{"role": "user", "content": "word " * 20000}]
+    with pytest.raises(BudgetExceeded):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=(m for m in long))
+    assert len(fake.requests) == 1
