@@ -18,6 +18,13 @@ Usage (``usageMetadata``) is deterministic, with ``count_tokens`` from ``_tokens
   ``totalTokenCount = prompt + candidates + thoughts``.
 - Streams send one chunk per word; every chunk carries ``usageMetadata`` with the prompt count only,
   the last one the full counts (as the real API does).
+- Function calling: when a request declares functions (``tools[].functionDeclarations``),
+  ``toolConfig.functionCallingConfig.mode`` is not ``NONE`` and the last content holds no
+  ``functionResponse``, the reply is one ``functionCall`` part calling the first declared function
+  with its required (else all) parameters filled (``"x"``, ``1``, ``true``); after a function response
+  it answers in text (so automatic function calling makes two requests). Output tokens of a call =
+  ``count_tokens(name + arguments)``, no thoughts. ``functionCall`` and ``functionResponse`` parts of
+  ``contents`` count in ``promptTokenCount`` as ``count_tokens`` of their JSON.
 - Embeddings: ``promptTokenCount`` = ``count_tokens`` of every text embedded.
 """
 
@@ -26,8 +33,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from costwarden.testing._openai import fill_args
 from costwarden.testing._server import HttpError, JsonResponse, Request, Router, SseEvent, SseResponse
 from costwarden.testing._tokens import count_tokens, make_words
 
@@ -69,9 +78,65 @@ def _text(value: Any) -> str:
     if isinstance(value, dict):
         if "parts" in value:
             return _text(value["parts"])
+        for key in ("functionCall", "functionResponse"):
+            if key in value:
+                return json.dumps(value[key], sort_keys=True)
         text = value.get("text")
         return text if isinstance(text, str) else ""
     return ""
+
+
+@dataclass(frozen=True)
+class _FunctionCall:
+    """The function call a reply makes."""
+
+    name: str
+    args: dict[str, Any]
+
+    @property
+    def tokens(self) -> int:
+        return count_tokens(self.name + json.dumps(self.args))
+
+
+def _lower_types(schema: Any) -> Any:
+    """A schema with Gemini's upper-case type names (``STRING``) in JSON Schema's spelling."""
+    if isinstance(schema, dict):
+        return {
+            k: v.lower() if k == "type" and isinstance(v, str) else _lower_types(v) for k, v in schema.items()
+        }
+    return schema
+
+
+def _function_args(declaration: dict[str, Any]) -> dict[str, Any]:
+    schema = next(
+        (
+            declaration[k]
+            for k in ("parameters", "parametersJsonSchema", "parameters_json_schema")
+            if k in declaration
+        ),
+        None,
+    )
+    schema = _lower_types(schema)
+    if isinstance(schema, dict) and "required" not in schema:  # older SDKs send no ``required``
+        schema = {**schema, "required": list(schema.get("properties") or ())}
+    return fill_args(schema)
+
+
+def _function_call(body: dict[str, Any]) -> _FunctionCall | None:
+    declarations = [
+        d
+        for tool in body.get("tools") or ()
+        if isinstance(tool, dict)
+        for d in tool.get("functionDeclarations") or ()
+    ]
+    mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode")
+    if not declarations or mode == "NONE":
+        return None
+    last = (body.get("contents") or [{}])[-1]
+    parts = last.get("parts") or () if isinstance(last, dict) else ()
+    if any(isinstance(p, dict) and "functionResponse" in p for p in parts):
+        return None
+    return _FunctionCall(str(declarations[0].get("name", "tool")), _function_args(declarations[0]))
 
 
 def _output_plan(req: Request, model: str) -> tuple[int, int, bool]:
@@ -88,6 +153,31 @@ def _output_plan(req: Request, model: str) -> tuple[int, int, bool]:
     return total - thoughts, thoughts, isinstance(limit, int) and want > limit
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """What a generate request answers: ``chunks`` (one part per streamed chunk), and its token counts."""
+
+    chunks: list[dict[str, Any]]
+    visible: int
+    thoughts: int
+    capped: bool
+
+    def parts(self) -> list[dict[str, Any]]:
+        """The parts of the whole (not streamed) reply: a text in one part."""
+        if all("text" in p for p in self.chunks):
+            return [{"text": "".join(p["text"] for p in self.chunks)}]
+        return self.chunks
+
+
+def _reply(req: Request, model: str) -> _Reply:
+    call = _function_call(req.body)
+    if call is not None:
+        return _Reply([{"functionCall": {"name": call.name, "args": call.args}}], call.tokens, 0, False)
+    visible, thoughts, capped = _output_plan(req, model)
+    words = make_words(visible) if req.settings.reply is None else [req.settings.reply[: visible * 4]]
+    return _Reply([{"text": w} for w in words or [""]], visible, thoughts, capped)
+
+
 def generate_content(req: Request) -> JsonResponse | SseResponse:
     """``:generateContent`` and ``:streamGenerateContent`` (SSE when ``alt=sse``)."""
     model = req.params["model"]
@@ -99,35 +189,32 @@ def generate_content(req: Request) -> JsonResponse | SseResponse:
         count_tokens(_text(c)) for c in contents
     )
     cached = req.cache.lookup_and_store(model, canonical, prompt)
-    visible, thoughts, capped = _output_plan(req, model)
-    words = make_words(visible) if req.settings.reply is None else [req.settings.reply[: visible * 4]]
+    reply = _reply(req, model)
     usage: dict[str, Any] = {
         "promptTokenCount": prompt,
-        "candidatesTokenCount": visible,
-        "totalTokenCount": prompt + visible + thoughts,
+        "candidatesTokenCount": reply.visible,
+        "totalTokenCount": prompt + reply.visible + reply.thoughts,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
     }
     if cached:
         usage["cachedContentTokenCount"] = cached
-    if thoughts:
-        usage["thoughtsTokenCount"] = thoughts
+    if reply.thoughts:
+        usage["thoughtsTokenCount"] = reply.thoughts
     head = {"modelVersion": req.settings.model_map.get(model, model), "responseId": os.urandom(9).hex()}
-    finish = "MAX_TOKENS" if capped else "STOP"
+    finish = "MAX_TOKENS" if reply.capped else "STOP"
     if req.path.endswith(":streamGenerateContent"):
-        return SseResponse(_chunks(head, words, finish, usage), usage)
-    candidate = {
-        "content": {"role": "model", "parts": [{"text": "".join(words)}]},
-        "finishReason": finish,
-        "index": 0,
-    }
+        return SseResponse(_chunks(head, reply.chunks, finish, usage), usage)
+    candidate = {"content": {"role": "model", "parts": reply.parts()}, "finishReason": finish, "index": 0}
     return JsonResponse({"candidates": [candidate], "usageMetadata": usage, **head}, usage=usage)
 
 
-def _chunks(head: dict[str, Any], words: list[str], finish: str, usage: dict[str, Any]) -> Iterator[SseEvent]:
+def _chunks(
+    head: dict[str, Any], parts: list[dict[str, Any]], finish: str, usage: dict[str, Any]
+) -> Iterator[SseEvent]:
     partial = {"promptTokenCount": usage["promptTokenCount"], "totalTokenCount": usage["promptTokenCount"]}
-    for i, word in enumerate(words or [""]):
-        last = i == len(words or [""]) - 1
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": word}]}, "index": 0}
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [part]}, "index": 0}
         if last:
             candidate["finishReason"] = finish
         body = {"candidates": [candidate], "usageMetadata": usage if last else partial, **head}
