@@ -2,7 +2,9 @@
 API (``gcp.gemini``) and Vertex AI (``gcp.vertex_ai``, a client made with ``vertexai=True``).
 
 Wrapped: ``client.models.generate_content``, ``generate_content_stream`` and ``embed_content``, and
-the same on ``client.aio.models``. Only parsing lives here.
+the same on ``client.aio.models``; for generate, the private per-request methods beneath them (see
+:func:`_per_request`), as one call may send several requests (automatic function calling). Only
+parsing lives here.
 
 Gemini reports ``candidatesTokenCount`` WITHOUT the thinking tokens (``thoughtsTokenCount`` is beside
 it), while costwarden's output tokens include reasoning: output = candidates + thoughts, reasoning =
@@ -233,17 +235,33 @@ GENERATE_STREAM = _Operation("generate_content", GEMINI_USAGE, stream=True)
 EMBED = _Operation("embeddings", EMBED_USAGE)
 
 
+def _per_request(cls: str, public: str) -> str:
+    """The method that sends ONE generate request, ``_generate_content[_stream]``, where the SDK has it
+    (1.0 and later): the public method loops over it, one request per automatic function calling
+    round (and per continuation hop), so wrapping it admits, counts and can stop each request. The
+    public method is then left unwrapped, so no request is counted twice."""
+    try:
+        from google.genai import models
+    except ImportError:
+        return public
+    private = f"_{public}"
+    return private if callable(getattr(getattr(models, cls, None), private, None)) else public
+
+
 def _targets() -> list[WrapTarget]:
     methods = {
         "generate_content": GENERATE,
         "generate_content_stream": GENERATE_STREAM,
-        "embed_content": EMBED,
     }
-    return [
-        WrapTarget("google.genai.models", cls, method, op)
+    targets = [
+        WrapTarget("google.genai.models", cls, _per_request(cls, method), op)
         for cls in ("Models", "AsyncModels")
         for method, op in methods.items()
     ]
+    targets += [
+        WrapTarget("google.genai.models", cls, "embed_content", EMBED) for cls in ("Models", "AsyncModels")
+    ]
+    return targets
 
 
 class GoogleGenAIInstrumentor(TargetInstrumentor):

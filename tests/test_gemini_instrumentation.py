@@ -251,3 +251,52 @@ def test_veto_sends_nothing_and_raises_budget_exceeded(budgets, fake, client, mo
     vetoed = telemetry.llm_spans()[-1]
     assert vetoed.attributes[sc.COSTWARDEN_BUDGET_DECISION] == "veto"
     assert sc.GEN_AI_USAGE_COST_AMOUNT not in vetoed.attributes
+
+
+def get_weather(city: str) -> str:
+    """Today's weather in a city."""
+    return f"sunny in {city}"
+
+
+# google-genai 1.0 reads a function's annotations as they are, and in this module they are strings
+get_weather.__annotations__ = {"city": str, "return": str}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_automatic_function_calling_counts_every_request(budgets, fake, client, mode, stream):
+    # The SDK sends a request, calls get_weather for the model's functionCall, then sends its result.
+    telemetry = budgets({"budgets": [{"name": "total", "limit_usd": 100}]})
+    config = types.GenerateContentConfig(tools=[get_weather])
+    with attribute(agent="researcher"):
+        generate(client, mode, stream, model="gemini-2.0-flash", config=config)
+
+    sent = list(fake.requests)
+    spans = telemetry.llm_spans()
+    assert len(sent) == 2
+    assert "functionResponse" in str(sent[1].body["contents"])
+    assert len(spans) == 2, "one span per request sent"
+    for span, request in zip(spans, sent, strict=True):
+        assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == request.usage["promptTokenCount"]
+        assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == request.usage["candidatesTokenCount"]
+        assert span.attributes[sc.GEN_AI_AGENT_NAME] == "researcher"
+    assert sent[1].usage["promptTokenCount"] > sent[0].usage["promptTokenCount"]
+    (status,) = telemetry.processor.status()
+    costs = sum(s.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] for s in spans)
+    assert float(status.spent) == pytest.approx(costs, rel=1e-9), "counted once per request, never twice"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_budget_stops_a_later_function_calling_round(budgets, fake, client, mode, stream):
+    telemetry = budgets({"budgets": [{"name": "one-call", "limit_calls": 1}]})
+    config = types.GenerateContentConfig(tools=[get_weather])
+    with pytest.raises(BudgetExceeded) as raised:
+        generate(client, mode, stream, model="gemini-2.0-flash", config=config)
+
+    assert raised.value.budget == "one-call"
+    assert len(fake.requests) == 1, "the round after the function call must not reach the provider"
+    first, vetoed = telemetry.llm_spans()
+    assert first.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == fake.requests[0].usage["promptTokenCount"]
+    assert vetoed.attributes[sc.COSTWARDEN_BUDGET_DECISION] == "veto"
+    assert sc.GEN_AI_USAGE_COST_AMOUNT not in vetoed.attributes
