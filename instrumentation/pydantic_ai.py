@@ -12,8 +12,9 @@ current OpenTelemetry context carries the agent:
 
 The model calls beneath go through the openai SDK (``openai:`` models, Responses or Chat Completions),
 which costwarden's openai instrumentation prices and budgets, attributed to the agent whose run they
-are in. With PydanticAI's own instrumentation on (``instrument=True`` / ``Agent.instrument_all()``)
-PydanticAI makes its own ``invoke_agent`` span; costwarden then makes none (no duplicate) and enriches
+are in. With PydanticAI's own instrumentation on (``instrument=True`` / ``Agent.instrument_all()``, an
+``InstrumentedModel``, or an ``Instrumentation`` capability of the agent or the run) PydanticAI makes
+its own ``invoke_agent`` span; costwarden then makes none (no duplicate) and enriches
 PydanticAI's with the workflow and run id (the budget processor copies them from the workflow span,
 its ancestor). Its usage totals on that span and on its ``chat`` spans
 are not counted a second time: the budget processor skips non-LLM operations (``invoke_agent``) and
@@ -22,6 +23,8 @@ a foreign ``chat`` span around one of costwarden's own calls (the same call, see
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
@@ -40,22 +43,64 @@ __all__ = ["PydanticAIInstrumentor"]
 _INSTRUMENTS = ("pydantic-ai-slim >= 1.0",)
 
 
-def _instrumented_by_pydantic_ai(agent: Any) -> bool:
-    """Whether PydanticAI will make its own agent-run span for this agent."""
+def _instrumented_by_pydantic_ai(agent: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether PydanticAI will make its own agent-run span for this run (of ``agent.iter(**kwargs)``):
+    its instrument setting, an ``InstrumentedModel`` (what ``logfire.instrument_pydantic_ai(model)``
+    makes), or an ``Instrumentation`` capability (pydantic-ai 2), the agent's or the run's."""
+    return (
+        _instrument_setting(agent)
+        or _is_instrumented_model(_run_model(agent, kwargs.get("model")))
+        or _has_instrumentation_capability(
+            getattr(agent, "root_capability", None), kwargs.get("capabilities")
+        )
+    )
+
+
+def _instrument_setting(agent: Any) -> bool:
     setting = getattr(agent, "instrument", None)
     if setting is None:
         setting = getattr(type(agent), "_instrument_default", False)
     return bool(setting)
 
 
+def _run_model(agent: Any, model: Any) -> Any:
+    """The model the run uses, as PydanticAI picks it: ``Agent.override(model=)``, then the run's
+    ``model=``, then the agent's."""
+    override = getattr(agent, "_override_model", None)
+    chosen = override.get() if isinstance(override, ContextVar) else None
+    if chosen is not None:
+        return getattr(chosen, "value", None)
+    return model if model is not None else getattr(agent, "model", None)
+
+
+def _is_instrumented_model(model: Any) -> bool:
+    from pydantic_ai.models.instrumented import InstrumentedModel
+
+    return isinstance(model, InstrumentedModel)
+
+
+def _has_instrumentation_capability(*trees: Any) -> bool:
+    try:
+        from pydantic_ai.capabilities import Instrumentation
+    except ImportError:  # pydantic-ai before capabilities
+        return False
+    leaves: list[Any] = []
+    for tree in trees:
+        for capability in tree if isinstance(tree, Sequence) else (tree,):
+            if callable(getattr(capability, "apply", None)):
+                capability.apply(leaves.append)  # every capability in the tree, wrappers included
+    return any(isinstance(leaf, Instrumentation) for leaf in leaves)
+
+
 class _RunScope:
     """Wraps the async context manager ``Agent.iter`` returns: the workflow and agent spans (or
     only the attribution) are entered with it and exited with it, in the caller's task."""
 
-    def __init__(self, inner: Any, tracer: trace.Tracer, agent: Any) -> None:
+    def __init__(self, inner: Any, tracer: trace.Tracer, agent: Any, kwargs: dict[str, Any]) -> None:
         self._inner = inner
         self._tracer = tracer
         self._agent = agent
+        self._kwargs = kwargs
         self._scopes: list[Any] = []
 
     async def __aenter__(self) -> Any:
@@ -86,7 +131,7 @@ class _RunScope:
                 run_id=new_run_id(),
             )
             self._scopes.append(workflow.enter())
-        if _instrumented_by_pydantic_ai(self._agent):
+        if _instrumented_by_pydantic_ai(self._agent, self._kwargs):
             # PydanticAI makes the invoke_agent span; its calls still need the agent in attribution
             self._scopes.append(_Attribution(name))
         else:
@@ -114,7 +159,7 @@ def _iter_wrapper(tracer: trace.Tracer) -> Any:
         inner = wrapped(*args, **kwargs)
         if not is_instrumentation_enabled():
             return inner
-        return _RunScope(inner, tracer, instance)
+        return _RunScope(inner, tracer, instance, kwargs)
 
     return wrapper
 

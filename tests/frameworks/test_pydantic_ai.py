@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("pydantic_ai", reason="needs pydantic-ai-slim[openai]")
 
 from pydantic_ai import Agent, RunContext
-from pydantic_ai.models.instrumented import InstrumentationSettings
+from pydantic_ai.models.instrumented import InstrumentationSettings, InstrumentedModel
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
@@ -57,22 +57,52 @@ def provider_for(fake: Any) -> OpenAIProvider:
     return OpenAIProvider(openai_client=openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="test-key"))
 
 
-def newsroom(fake: Any, instrument: InstrumentationSettings | None = None) -> Agent[Any, str]:
-    """An editor (Chat Completions) whose ``research`` tool delegates to a researcher (Responses)."""
+def instrumentation_capability(settings: InstrumentationSettings) -> Any:
+    """PydanticAI's ``Instrumentation`` capability (pydantic-ai 2), or a skip where there is none."""
+    capabilities = pytest.importorskip("pydantic_ai.capabilities", reason="pydantic-ai before capabilities")
+    return capabilities.Instrumentation(settings=settings)
+
+
+def newsroom(
+    fake: Any, instrument: InstrumentationSettings | None = None, how: str = "instrument"
+) -> Agent[Any, str]:
+    """An editor (Chat Completions) whose ``research`` tool delegates to a researcher (Responses).
+
+    With ``instrument``, PydanticAI's own instrumentation is on, ``how``: ``agent.instrument``, an
+    ``InstrumentedModel`` (``logfire.instrument_pydantic_ai(model)``), an ``Instrumentation``
+    capability of the agents, or one given to each run (``run-capability``: ``run(capabilities=)``;
+    the editor's run is the test's to start with :func:`run_kwargs`)."""
     provider = provider_for(fake)
-    researcher = Agent(OpenAIResponsesModel("gpt-4o-mini", provider=provider), name="researcher")
-    editor = Agent(OpenAIChatModel("gpt-4o", provider=provider), name="editor", instructions="Edit.")
-    researcher.instrument = editor.instrument = instrument
+    research_model: Any = OpenAIResponsesModel("gpt-4o-mini", provider=provider)
+    edit_model: Any = OpenAIChatModel("gpt-4o", provider=provider)
+    extra: dict[str, Any] = {}
+    if instrument is not None and how == "model":
+        research_model = InstrumentedModel(research_model, instrument)
+        edit_model = InstrumentedModel(edit_model, instrument)
+    elif instrument is not None and how == "capability":
+        extra["capabilities"] = [instrumentation_capability(instrument)]
+    researcher = Agent(research_model, name="researcher", **extra)
+    editor = Agent(edit_model, name="editor", instructions="Edit.", **extra)
+    if how == "instrument":
+        researcher.instrument = editor.instrument = instrument
+    researcher_run = run_kwargs(instrument, how)
 
     @editor.tool
     async def research(ctx: RunContext[Any], topic: str) -> str:
         """Research a topic."""
         try:
-            return (await researcher.run(topic, usage=ctx.usage)).output
+            return (await researcher.run(topic, usage=ctx.usage, **researcher_run)).output
         except BudgetExceeded as exc:
             return f"no research: {exc.budget} is spent"
 
     return editor
+
+
+def run_kwargs(instrument: InstrumentationSettings | None, how: str) -> dict[str, Any]:
+    """A run's arguments for :func:`newsroom`'s ``how``: the ``Instrumentation`` capability of a run."""
+    if instrument is None or how != "run-capability":
+        return {}
+    return {"capabilities": [instrumentation_capability(instrument)]}
 
 
 async def run(mode: str, agent: Agent[None, str], text: str) -> str:
@@ -117,11 +147,12 @@ async def test_delegation_workflow(instrumented: Any, fake: Any, mode: str) -> N
     )
 
 
-async def test_own_instrumentation_enriched_not_counted_twice(instrumented: Any, fake: Any) -> None:
+@pytest.mark.parametrize("how", ["instrument", "model", "capability", "run-capability"])
+async def test_own_instrumentation_enriched_not_counted_twice(instrumented: Any, fake: Any, how: str) -> None:
     telemetry = instrumented()
     settings = InstrumentationSettings(tracer_provider=telemetry.tracer_provider)
 
-    await newsroom(fake, settings).run("Brief on rivers.")
+    await newsroom(fake, settings, how).run("Brief on rivers.", **run_kwargs(settings, how))
 
     spans = telemetry.spans()
     calls = own_calls(spans)
