@@ -8,18 +8,19 @@ SDK's ``AnthropicBedrock`` clients use the InvokeModel routes too. An Anthropic 
 
 Usage is deterministic, with ``count_tokens`` from ``_tokens``:
 
-- Input = ``count_tokens`` of every text in ``system`` and ``messages`` (Converse and Anthropic bodies)
-  or of ``prompt`` (Meta bodies). Converse: a ``cachePoint`` block makes the text before it a cached
-  prefix: the first request writes it (``cacheWriteInputTokens``), a later one for the same model reads
-  it (``cacheReadInputTokens``) once it is >= 1024 tokens (the ``PromptCache`` rule). As on the real
-  API, ``inputTokens`` EXCLUDES cache reads and writes.
+- Input = ``count_tokens`` of every text in ``system`` and ``messages`` (Converse, Anthropic and Amazon
+  Nova ``messages-v1`` bodies) or of ``prompt`` (Meta bodies). Converse: a ``cachePoint`` block makes
+  the text before it a cached prefix: the first request writes it (``cacheWriteInputTokens``), a later
+  one for the same model reads it (``cacheReadInputTokens``) once it is >= 1024 tokens (the
+  ``PromptCache`` rule). As on the real API, ``inputTokens`` EXCLUDES cache reads and writes.
 - Output: ``ServerSettings.output_tokens`` (``x-fake-output-tokens`` header overrides it), capped by
-  ``inferenceConfig.maxTokens`` / ``max_tokens`` (Anthropic) / ``max_gen_len`` (Meta), then the stop
-  reason is ``max_tokens`` / ``length``.
+  ``inferenceConfig.maxTokens`` / ``max_tokens`` (Anthropic) / ``max_gen_len`` (Meta) /
+  ``inferenceConfig.max_new_tokens`` (Nova), then the stop reason is ``max_tokens`` / ``length``.
 - Usage is reported where Bedrock reports it: Converse ``usage``, the ``metadata`` stream event,
   Anthropic body ``usage`` and ``message_start``/``message_delta`` events, Meta ``prompt_token_count`` /
-  ``generation_token_count``, the ``x-amzn-bedrock-*-token-count`` headers of InvokeModel and
-  ``amazon-bedrock-invocationMetrics`` on a response stream's last chunk.
+  ``generation_token_count``, Nova body ``usage`` and ``metadata`` chunk, the
+  ``x-amzn-bedrock-*-token-count`` headers of InvokeModel and ``amazon-bedrock-invocationMetrics`` on
+  a response stream's last chunk.
 """
 
 from __future__ import annotations
@@ -157,11 +158,11 @@ def _converse_events(words: list[str], stop: str, usage: dict[str, Any]) -> Iter
 
 
 def invoke(req: Request) -> JsonResponse | SseResponse:
-    """``/invoke`` and ``/invoke-with-response-stream`` for Anthropic and Meta model bodies."""
+    """``/invoke`` and ``/invoke-with-response-stream`` for Anthropic, Meta and Amazon Nova model bodies."""
     model = unquote(req.params["model"])
     stream = req.path.endswith("/invoke-with-response-stream")
     family = next(
-        (f for f in ("anthropic", "meta") if f".{f}." in f".{model}"), None
+        (f for f in ("anthropic", "meta", "amazon.nova") if f".{f}" in f".{model}"), None
     )  # us.anthropic.claude...
     if family == "anthropic":
         _check_anthropic_version(req.body.get("anthropic_version"))
@@ -179,6 +180,10 @@ def invoke(req: Request) -> JsonResponse | SseResponse:
             "generation_token_count": len(words),
             "stop_reason": "length" if capped else "stop",
         }
+    elif family == "amazon.nova":
+        prompt, words, capped = _nova_plan(req)
+        chunks = _nova_chunks(prompt, words, capped) if stream else None
+        body = _nova_body(prompt, words, capped)
     else:
         raise HttpError(400, f"The fake provider does not speak the body format of model {model!r}.")
     usage = {"inputTokenCount": prompt, "outputTokenCount": len(words)}
@@ -252,6 +257,37 @@ def _meta_chunks(prompt: int, words: list[str], capped: bool) -> list[dict[str, 
         }
     )
     return chunks
+
+
+def _nova_plan(req: Request) -> tuple[int, list[str], bool]:
+    """(input tokens, reply words, capped) of an Amazon Nova (``messages-v1``) body."""
+    if not isinstance(req.body.get("messages"), list) or not req.body["messages"]:
+        raise HttpError(400, "Malformed input request: #: required key [messages] not found")
+    prompt = count_tokens(_text(req.body.get("system")) + _text(req.body.get("messages")))
+    words, capped = _output(req, (req.body.get("inferenceConfig") or {}).get("max_new_tokens"))
+    return prompt, words, capped
+
+
+def _nova_usage(prompt: int, words: list[str]) -> dict[str, int]:
+    return {"inputTokens": prompt, "outputTokens": len(words), "totalTokens": prompt + len(words)}
+
+
+def _nova_body(prompt: int, words: list[str], capped: bool) -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": "".join(words)}]}},
+        "stopReason": "max_tokens" if capped else "end_turn",
+        "usage": _nova_usage(prompt, words),
+    }
+
+
+def _nova_chunks(prompt: int, words: list[str], capped: bool) -> list[dict[str, Any]]:
+    return [
+        {"messageStart": {"role": "assistant"}},
+        *({"contentBlockDelta": {"delta": {"text": w}, "contentBlockIndex": 0}} for w in words),
+        {"contentBlockStop": {"contentBlockIndex": 0}},
+        {"messageStop": {"stopReason": "max_tokens" if capped else "end_turn"}},
+        {"metadata": {"usage": _nova_usage(prompt, words), "metrics": {}, "trace": {}}},
+    ]
 
 
 def _with_metrics(chunks: list[dict[str, Any]], usage: dict[str, int]) -> Iterator[EventStreamMessage]:
