@@ -10,8 +10,9 @@ stream proxy replaces them in place.
 Usage: Converse ``usage`` and the stream's ``metadata`` event (``inputTokens`` EXCLUDES cache reads and
 writes, so they are added to input); InvokeModel's ``x-amzn-bedrock-*-token-count`` response headers
 (any model family) and, in response streams, Anthropic ``message_start``/``message_delta`` usage, Meta
-``prompt_token_count``/``generation_token_count`` and ``amazon-bedrock-invocationMetrics``. A
-downgrade rewrites ``modelId``.
+``prompt_token_count``/``generation_token_count`` and ``amazon-bedrock-invocationMetrics``. InvokeModel
+bodies are read in the Anthropic, Meta, Amazon Nova (``inferenceConfig``, ``system``, ``toolConfig``)
+and Titan shapes. A downgrade rewrites ``modelId``.
 """
 
 from __future__ import annotations
@@ -77,8 +78,20 @@ _CONVERSE_PARAMS = {
     "inferenceConfig.temperature": sc.GEN_AI_REQUEST_TEMPERATURE,
     "inferenceConfig.topP": sc.GEN_AI_REQUEST_TOP_P,
 }
-_BODY_PARAMS = {"temperature": sc.GEN_AI_REQUEST_TEMPERATURE, "top_p": sc.GEN_AI_REQUEST_TOP_P}
-_BODY_MAX_TOKENS = ("max_tokens", "max_gen_len", "max_new_tokens", "textGenerationConfig.maxTokenCount")
+_BODY_PARAMS = {
+    "temperature": sc.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": sc.GEN_AI_REQUEST_TOP_P,
+    "inferenceConfig.temperature": sc.GEN_AI_REQUEST_TEMPERATURE,  # Amazon Nova
+    "inferenceConfig.top_p": sc.GEN_AI_REQUEST_TOP_P,
+}
+_BODY_MAX_TOKENS = (
+    "max_tokens",
+    "max_gen_len",
+    "max_new_tokens",
+    "inferenceConfig.max_new_tokens",  # Amazon Nova
+    "textGenerationConfig.maxTokenCount",
+)
+_BODY_STOP = ("stop_sequences", "inferenceConfig.stopSequences")
 
 
 def _as_int(value: Any) -> int | None:
@@ -130,7 +143,7 @@ class _Operation:
                 (v for k in _BODY_MAX_TOKENS if (v := _as_int(read_path(source, k))) is not None), None
             )
             attributes.update(numeric_params(source, _BODY_PARAMS))
-            stop = source.get("stop_sequences")
+            stop = next((v for k in _BODY_STOP if (v := read_path(source, k))), None)
         if max_tokens is not None:
             attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
         if stop:
@@ -273,6 +286,10 @@ class _InvokeStream:
             self._reason = read_path(data, "delta.stop_reason") or self._reason
         elif kind == "content_block_delta":
             self._chars += len(read_path(data, "delta.text") or "")
+        elif "contentBlockDelta" in data:  # Amazon Nova
+            self._chars += len(read_path(data, "contentBlockDelta.delta.text") or "")
+        elif "messageStop" in data:
+            self._reason = read_path(data, "messageStop.stopReason") or self._reason
         elif "generation" in data:  # Meta
             self._chars += len(data.get("generation") or "")
             self._meta.update(_counts(data))

@@ -23,8 +23,14 @@ from costwarden.testing import Fault, make_text
 HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
 SONNET = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 LLAMA = "meta.llama3-1-8b-instruct-v1:0"
-# aws.amazon.com/bedrock/pricing, USD per million tokens: (input, cache read, cache write, output)
-PUBLISHED = {HAIKU: (0.80, 0.08, 1.00, 4.00), LLAMA: (0.22, 0.22, 0.22, 0.22)}
+NOVA = "amazon.nova-lite-v1:0"
+# aws.amazon.com/bedrock/pricing, USD per million tokens: (input, cache read, cache write, output);
+# Nova charges no cache-write premium
+PUBLISHED = {
+    HAIKU: (0.80, 0.08, 1.00, 4.00),
+    LLAMA: (0.22, 0.22, 0.22, 0.22),
+    NOVA: (0.06, 0.015, 0.06, 0.24),
+}
 MESSAGES = [{"role": "user", "content": [{"text": "Name three rivers in Europe."}]}]
 
 
@@ -53,6 +59,16 @@ def converse(client: Any, stream: bool, **kwargs: Any) -> Any:
     return client.converse(**kwargs)
 
 
+def nova_body(**inference: Any) -> dict[str, Any]:
+    """An Amazon Nova InvokeModel body (``messages-v1``), its output bounded by ``inferenceConfig``."""
+    return {
+        "schemaVersion": "messages-v1",
+        "system": [{"text": "Answer briefly."}],
+        "messages": MESSAGES,
+        "inferenceConfig": inference,
+    }
+
+
 def invoke(client: Any, model: str, stream: bool) -> list[dict[str, Any]]:
     """One InvokeModel call with the model family's own body; the decoded response chunks."""
     if model.startswith("anthropic."):
@@ -61,6 +77,8 @@ def invoke(client: Any, model: str, stream: bool) -> list[dict[str, Any]]:
             "max_tokens": 50,
             "messages": [{"role": "user", "content": "hi"}],
         }
+    elif model == NOVA:
+        body = nova_body(max_new_tokens=50, temperature=0.3)
     else:
         body = {"prompt": "Tell me about rivers.", "max_gen_len": 50}
     if stream:
@@ -116,7 +134,7 @@ def test_converse_cache_point_writes_then_reads(telemetry, fake, client):
     assert second.attributes[sc.GEN_AI_USAGE_COST_AMOUNT] < first.attributes[sc.GEN_AI_USAGE_COST_AMOUNT]
 
 
-@pytest.mark.parametrize("model", [HAIKU, LLAMA])
+@pytest.mark.parametrize("model", [HAIKU, LLAMA, NOVA])
 @pytest.mark.parametrize("stream", [False, True])
 def test_invoke_model_bodies(telemetry, fake, client, model, stream):
     chunks = invoke(client, model, stream)
@@ -216,3 +234,30 @@ def test_veto_sends_nothing_and_raises_budget_exceeded(budgets, fake, client, st
     assert len(fake.requests) == sent_before, "a vetoed call must not reach the provider"
     assert raised.value.budget == "one-call"
     assert telemetry.llm_spans()[-1].attributes[sc.COSTWARDEN_BUDGET_DECISION] == "veto"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_strict_budget_admits_a_nova_body_bounded_by_max_new_tokens(budgets, fake, client, stream):
+    telemetry = budgets({"budgets": [{"name": "cap", "limit_usd": 0.01, "strict": True}]})
+    chunks = invoke(client, NOVA, stream)
+
+    span = telemetry.one_span()
+    usage = fake.requests[-1].usage
+    assert span.attributes[sc.COSTWARDEN_BUDGET_DECISION] == "allow"
+    assert span.attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] == 50
+    assert span.attributes[sc.GEN_AI_REQUEST_TEMPERATURE] == 0.3
+    assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == usage["inputTokenCount"]
+    if stream:
+        text = "".join(c["contentBlockDelta"]["delta"]["text"] for c in chunks if "contentBlockDelta" in c)
+        assert text == make_text(usage["outputTokenCount"])
+        assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    else:
+        assert chunks[0]["usage"]["outputTokens"] == usage["outputTokenCount"]
+
+
+def test_strict_budget_refuses_a_nova_body_without_max_new_tokens(budgets, fake, client):
+    budgets({"budgets": [{"name": "cap", "limit_usd": 0.01, "strict": True}]})
+    with pytest.raises(BudgetExceeded):
+        client.invoke_model(modelId=NOVA, body=json.dumps(nova_body(temperature=0.3)))
+
+    assert len(fake.requests) == 0
