@@ -18,7 +18,7 @@ from typing import Any
 from costwarden import pricing
 from costwarden._state import get_processor
 from costwarden.config import CostwardenConfig
-from costwarden.instrumentation._usage import estimate_tokens
+from costwarden.instrumentation._usage import estimate_tokens, input_token_bound
 
 __all__ = ["NoModelFits", "Quote", "Route", "cheapest"]
 
@@ -57,8 +57,9 @@ class Route:
 
     @property
     def rejected(self) -> dict[str, str]:
-        """Model → why it does not fit, for the candidates that do not."""
-        return {q.model: q.rejection for q in self.quotes if q.rejection is not None}
+        """Model → why it does not fit, for the candidates that do not (``model (provider)`` where two
+        candidates share a model name)."""
+        return {label: q.rejection for label, q in _labelled(self.quotes) if q.rejection is not None}
 
 
 class NoModelFits(LookupError):
@@ -109,25 +110,55 @@ def cheapest(
         raise ValueError("cheapest: no candidates given")
     if input_tokens is not None and prompt is not None:
         raise ValueError("cheapest: give prompt or input_tokens, not both")
-    inputs = input_tokens if input_tokens is not None else estimate_tokens(prompt)
+    inputs = _count("input_tokens", input_tokens) if input_tokens is not None else estimate_tokens(prompt)
     processor = get_processor()
     config = processor.config if processor is not None else None
-    outputs = output_tokens
+    outputs = _count("output_tokens", output_tokens) if output_tokens is not None else None
     if outputs is None:
         outputs = config.default_max_output_tokens if config is not None else _DEFAULT_OUTPUT_TOKENS
     declared = _declared_capabilities(config, capabilities)
-    ceiling = Decimal(str(max_cost_usd)) if max_cost_usd is not None else None
+    ceiling = _ceiling(max_cost_usd)
+    # Strict budgets reserve the worst case (input bounded by the prompt's size): quote what they do.
+    bound = None
+    if config is not None and (config.strict or any(b.strict for b in config.budgets)):
+        bound = input_token_bound(prompt) if prompt is not None else 4 * inputs
 
     quotes = []
     for model, provider in quotes_in:
-        quote = _quote(model, provider, wanted, declared, config, inputs, outputs, ceiling, attribution)
+        quote = _quote(
+            model, provider, wanted, declared, config, (inputs, bound), outputs, ceiling, attribution
+        )
         quotes.append(quote)
     fitting = [q for q in quotes if q.rejection is None and q.estimated_cost is not None]
     if not fitting:
-        raise NoModelFits({q.model: q.rejection or "no price" for q in quotes})
+        raise NoModelFits({label: q.rejection or "no price" for label, q in _labelled(quotes)})
     best = min(fitting, key=lambda q: q.estimated_cost or Decimal(0))  # min keeps the first of equals
     cost = best.estimated_cost or Decimal(0)
     return Route(best.model, best.provider, cost, best.remaining_usd, tuple(quotes))
+
+
+def _labelled(quotes: Sequence[Quote]) -> list[tuple[str, Quote]]:
+    """Each quote named by its model, or ``model (provider)`` where two share a model name."""
+    models = [q.model for q in quotes]
+    return [(q.model if models.count(q.model) == 1 else f"{q.model} ({q.provider})", q) for q in quotes]
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"cheapest: {name} {value!r} is not a number of tokens (an int >= 0)")
+    return value
+
+
+def _ceiling(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        ceiling = Decimal(str(value)) if not isinstance(value, bool) else None
+    except ArithmeticError:
+        ceiling = None
+    if ceiling is None or not ceiling.is_finite() or ceiling < 0:
+        raise ValueError(f"cheapest: max_cost_usd {value!r} is not a number of USD (>= 0)")
+    return ceiling
 
 
 def _names(capability: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -135,7 +166,10 @@ def _names(capability: str | Iterable[str] | None) -> tuple[str, ...]:
         return ()
     if isinstance(capability, str):
         return (capability,)
-    return tuple(capability)
+    names = tuple(capability) if isinstance(capability, Iterable) else None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"cheapest: capability {capability!r} is not a name or a list of names")
+    return names
 
 
 def _candidate(candidate: Candidate) -> tuple[str, str | None]:
@@ -169,15 +203,17 @@ def _quote(
     wanted: Sequence[str],
     declared: Mapping[str, frozenset[str]],
     config: CostwardenConfig | None,
-    inputs: int,
+    input_sizes: tuple[int, int | None],
     outputs: int,
     ceiling: Decimal | None,
     attribution: Mapping[str, str] | None,
 ) -> Quote:
+    """``input_sizes``: the estimated input tokens, and the bound strict budgets reserve (or None)."""
+    inputs, bound = input_sizes
     prices = pricing.get_price_book().prices(model, provider)
     if prices is None:
         return Quote(model, provider, None, None, "no price known (add it under prices: in costwarden.yaml)")
-    cost = prices.estimate(inputs, outputs)
+    cost = prices.estimate(inputs, outputs) if bound is None else prices.worst_case(bound, outputs)
     provider = provider or pricing.semconv_provider(prices.provider_id)
 
     def rejected(why: str, remaining: Decimal | None = None) -> Quote:

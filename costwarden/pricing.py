@@ -19,6 +19,7 @@ price data has none).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -164,8 +165,8 @@ class ModelPrices:
                 for price in (
                     self.input,
                     self.output,
-                    self.cache_read or self.input,
-                    self.cache_write or self.input,
+                    self.input if self.cache_read is None else self.cache_read,  # 0 is a price
+                    self.input if self.cache_write is None else self.cache_write,
                     self.cache_write_1h_rate,
                 )
             ]
@@ -179,7 +180,8 @@ class ModelPrices:
         if per_token is not None:
             rate_in, rate_out, rate_read, rate_write, rate_write_1h = per_token
             read, write = usage.cache_read_tokens, usage.cache_write_tokens
-            pico = (usage.input_tokens - read - write) * rate_in + usage.output_tokens * rate_out
+            uncached = max(usage.input_tokens - read - write, 0)  # as the tiered path, never negative
+            pico = uncached * rate_in + usage.output_tokens * rate_out
             if read or write:
                 write_1h = min(usage.cache_write_1h_tokens, write)
                 pico += read * rate_read + (write - write_1h) * rate_write + write_1h * rate_write_1h
@@ -442,12 +444,20 @@ class PriceBook:
             return entry[0]
         return self._lookup(key, model, provider, now)
 
+    def overrides(self, model: str) -> bool:
+        """Whether ``prices:`` in the configuration prices ``model`` (it then wins over the database)."""
+        return model.lower() in self._overrides
+
     def _lookup(
         self, key: tuple[str, str | None], model: str, provider: str | None, now: float
     ) -> ModelPrices | None:
         found = self._overrides.get(model.lower())
         if found is None:
             found = _resolve(model, provider)
+        elif found.context_window is None:  # an override of prices only: the model's window stays
+            known = _resolve(model, provider)
+            if known is not None and known.context_window is not None:
+                found = dataclasses.replace(found, context_window=known.context_window)
         with self._lock:
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()  # model names are few; a flood of random ones must not grow memory

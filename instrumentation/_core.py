@@ -291,8 +291,9 @@ class LLMCall:
         if (
             isinstance(response_model, str)
             and response_model != call.model
+            and not (book.overrides(call.model) and not book.overrides(response_model))
             and book.knows(response_model, call.provider)
-        ):
+        ):  # the response's (dated) model, unless prices: overrides only the model asked for
             cost = book.cost(response_model, usage, call.provider)
         if cost is None:
             cost = book.cost(call.model, usage, call.provider)

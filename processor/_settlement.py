@@ -120,8 +120,12 @@ class Settler:
         model = model_of(attrs)
         if model is None:
             return None
+        book = price_book()
+        asked = attrs.get(sc.GEN_AI_REQUEST_MODEL)
+        if isinstance(asked, str) and book.overrides(asked) and not book.overrides(model):
+            model = asked  # prices: overrides the model asked for; the response names a dated version
         provider = provider_of(attrs)
-        priced = price_book().cost(
+        priced = book.cost(
             model,
             Usage(
                 input_tokens=usage.input_tokens,

@@ -124,12 +124,21 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def read_usage(attrs: Mapping[str, Any]) -> SpanUsage:
-    """Tokens and cost as an ended span states them (the cost attribute, when it has one)."""
+    """Tokens and cost as an ended span states them (the cost attribute, when it has one).
+
+    The GenAI conventions count cached tokens within the input tokens; an instrumentation that passes
+    Anthropic's raw ``input_tokens`` (the uncached part only) on can state fewer input tokens than
+    cached ones, and then the input is read as that plus the cached."""
+    input_tokens = _int(_first(attrs, _INPUT))
+    read = _int(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
+    write = _int(attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS))
+    if read + write > input_tokens:
+        input_tokens += read + write
     return SpanUsage(
-        input_tokens=_int(_first(attrs, _INPUT)),
+        input_tokens=input_tokens,
         output_tokens=_int(_first(attrs, _OUTPUT)),
         cost=_decimal(_first(attrs, _COST)),
-        cache_read_tokens=_int(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
-        cache_write_tokens=_int(attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
         reasoning_tokens=_int(attrs.get(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
     )

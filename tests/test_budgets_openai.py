@@ -435,3 +435,24 @@ def test_a_message_generator_that_raises_fails_as_without_costwarden(budgets, fa
     with pytest.raises(expected, match="the app's generator broke"):
         call()
     assert not fake.requests
+
+
+def test_a_price_override_holds_when_the_response_names_a_dated_model(budgets):
+    """OpenAI answers with the dated snapshot (gpt-4o-2024-08-06): an override of the model asked for
+    (a negotiated price) still prices the call, as it did its reservation."""
+    from costwarden.testing import FakeProvider
+
+    telemetry = budgets(
+        {
+            "prices": {"gpt-4o": {"input": 100.0, "output": 400.0}},
+            "budgets": [{"name": "b", "limit_usd": 1000}],
+        }
+    )
+    with FakeProvider(model_map={"gpt-4o": "gpt-4o-2024-08-06"}) as dated:
+        client = openai.OpenAI(base_url=dated.openai_base_url, api_key="test-key", max_retries=0)
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10)
+    span = telemetry.one_span().attributes
+    assert span[sc.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+    expected = (span[sc.GEN_AI_USAGE_INPUT_TOKENS] * 100 + span[sc.GEN_AI_USAGE_OUTPUT_TOKENS] * 400) / 1e6
+    assert span[sc.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(expected)
+    assert span[sc.GEN_AI_USAGE_COST_SOURCE] == "config"

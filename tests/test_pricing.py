@@ -221,3 +221,31 @@ def test_global_price_book_has_an_explicit_setter():
         assert get_price_book() is replacement
     finally:
         set_price_book(original)
+
+
+def test_a_zero_cache_price_in_an_override_is_zero() -> None:
+    book = PriceBook({"local": {"input": 2, "output": 8, "cache_read": 0, "cache_write": 0}})
+    usage = Usage(input_tokens=1_000_000, cache_read_tokens=600_000, cache_write_tokens=400_000)
+    cost = book.cost("local", usage)
+    assert cost is not None
+    assert cost.amount == 0
+
+
+def test_cache_tokens_above_the_input_never_price_negative() -> None:
+    """A usage whose cache tokens exceed its input (raw Anthropic counts passed on as input) costs
+    what the tiered path says, never a negative amount that would refund a budget."""
+    usage = Usage(input_tokens=50, output_tokens=10, cache_read_tokens=20_000)
+    for model in ("gpt-4o-mini", "claude-3-5-haiku-latest"):
+        cost = get_price_book().cost(model, usage)
+        assert cost is not None
+        assert cost.amount > 0
+
+
+def test_a_price_override_keeps_the_models_context_window() -> None:
+    window = get_price_book().prices("gpt-4o-mini", "openai")
+    assert window is not None
+    assert window.context_window is not None
+    overridden = PriceBook({"gpt-4o-mini": {"input": 1, "output": 2}}).prices("gpt-4o-mini", "openai")
+    assert overridden is not None
+    assert overridden.source == "config"
+    assert overridden.context_window == window.context_window

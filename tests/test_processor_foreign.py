@@ -131,3 +131,18 @@ def test_foreign_spans_ending_while_the_store_is_down_are_queued_quietly(caplog:
             _foreign(h, OTEL_GENAI).end()
     assert h.processor.store.pending == 3
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_foreign_span_with_more_cached_than_input_tokens_is_charged_not_refunded() -> None:
+    """Some instrumentations pass Anthropic's raw ``input_tokens`` (the uncached part) on: the input is
+    then read as that plus the cached tokens, and the budget grows by the call's price."""
+    from costwarden._types import Usage
+    from costwarden.pricing import get_price_book
+
+    h = make_harness({"budgets": [{"name": "all", "limit_usd": 10}]})
+    raw = {**OTEL_GENAI, "gen_ai.usage.input_tokens": 50, "gen_ai.usage.cache_read.input_tokens": 20_000}
+    _foreign(h, raw).end()
+    usage = Usage(input_tokens=20_050, output_tokens=100, cache_read_tokens=20_000)
+    priced = get_price_book().cost("big", usage, "openai")
+    assert priced is not None
+    assert h.spent("all") == priced.amount > 0

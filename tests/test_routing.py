@@ -13,7 +13,7 @@ import costwarden
 from costwarden import NoModelFits, attribute, cheapest
 from costwarden import semconv as sc
 from costwarden.config import ConfigError
-from costwarden.instrumentation._usage import estimate_tokens
+from costwarden.instrumentation._usage import estimate_tokens, input_token_bound
 from costwarden.pricing import get_price_book
 from tests._apps import run_app
 
@@ -204,6 +204,12 @@ def test_a_store_that_is_down_follows_the_fail_mode(budgets, fail):
         ({"candidates": [("gpt-4o",)]}, r"\('gpt-4o',\) is not a model name or a \(model, provider\)"),
         ({"candidates": ["gpt-4o"], "prompt": "x", "input_tokens": 1}, "give prompt or input_tokens"),
         ({"candidates": ["a"], "capabilities": {"a": "x"}}, r"capabilities\['a'\] is a string"),
+        ({"candidates": ["gpt-4o"], "input_tokens": -100000}, "input_tokens -100000 is not a number"),
+        ({"candidates": ["gpt-4o"], "input_tokens": "1000"}, "input_tokens '1000' is not a number"),
+        ({"candidates": ["gpt-4o"], "output_tokens": -5}, "output_tokens -5 is not a number"),
+        ({"candidates": ["gpt-4o"], "max_cost_usd": "cheap"}, "max_cost_usd 'cheap' is not a number"),
+        ({"candidates": ["gpt-4o"], "max_cost_usd": float("nan")}, "max_cost_usd nan is not a number"),
+        ({"candidates": ["gpt-4o"], "capability": 3}, "capability 3 is not a name"),
     ],
 )
 def test_bad_arguments_name_what_is_wrong(kwargs, message):
@@ -261,3 +267,32 @@ def test_routing_example_moves_down_the_price_list_as_budgets_run_out(fake, tmp_
     assert "gpt-4.1-mini: budget 'gpt-4.1-mini-quota' has no calls left" in skipped[0]
     assert "  researcher   $" in done.stdout
     assert "4 calls  0 vetoed" in done.stdout
+
+
+def test_strict_budgets_are_quoted_as_admission_reserves(budgets):
+    """With strict budgets admission reserves the worst case: routing quotes that, so it does not
+    pick a model the budget then vetoes."""
+    budgets({"strict": True, "budgets": [{"name": "cap", "limit_usd": 0.002}]})
+    prompt = [{"role": "user", "content": "word " * 400}]
+    with pytest.raises(NoModelFits, match="cap"):
+        cheapest(["gpt-4o"], prompt=prompt, output_tokens=50)
+    route = cheapest(["gpt-4o", "gpt-4o-mini"], prompt=prompt, output_tokens=50)
+    assert route.model == "gpt-4o-mini"
+    book = get_price_book()
+    bound = input_token_bound(prompt)
+    assert route.estimated_cost == book.prices("gpt-4o-mini", None).worst_case(bound, 50)
+
+
+def test_candidates_sharing_a_model_name_are_each_named(budgets):
+    budgets(
+        {
+            "budgets": [
+                {"name": "azure-quota", "match": {"provider": "azure.ai.openai"}, "limit_calls": 0},
+                {"name": "openai-quota", "match": {"provider": "openai"}, "limit_calls": 0},
+            ]
+        }
+    )
+    with pytest.raises(NoModelFits) as raised:
+        cheapest([("gpt-4o", "openai"), ("gpt-4o", "azure.ai.openai")], input_tokens=10)
+    assert set(raised.value.reasons) == {"gpt-4o (openai)", "gpt-4o (azure.ai.openai)"}
+    assert "openai-quota" in raised.value.reasons["gpt-4o (openai)"]
