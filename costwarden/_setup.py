@@ -11,8 +11,10 @@ import logging
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Mapping
 from importlib.metadata import entry_points
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -30,7 +32,7 @@ __all__ = ["configure", "ensure_installed"]
 logger = logging.getLogger("costwarden")
 
 _lock = threading.RLock()
-_providers_with_slot: set[int] = set()
+_providers_with_slot: weakref.WeakSet[TracerProvider] = weakref.WeakSet()  # not ids: ids are reused
 
 
 class _ProcessorSlot(SpanProcessor):
@@ -78,23 +80,27 @@ def configure(
 
     Returns the installed :class:`costwarden.processor.BudgetSpanProcessor`. Raises
     :class:`costwarden.config.ConfigError` for a bad configuration. Calling it again replaces the
-    configuration.
+    budgets, store, prices and hooks (the previous processor is shut down, its store closed) and moves
+    the instrumentation to ``tracer_provider``; the ledger is set up once per tracer provider, so
+    ``ledger:`` settings of a later call for the same provider do not apply. Without any SDK tracer
+    provider it builds the global providers from the ``OTEL_*`` variables as ``opentelemetry-instrument``
+    would: the meter and logger providers too.
     """
     from costwarden.config import load_config
     from costwarden.pricing import PriceBook, set_price_book
     from costwarden.processor import BudgetSpanProcessor
-    from costwarden.stores import open_store
 
     settings = load_config(config)
     with _lock:
         provider = tracer_provider or _global_sdk_tracer_provider()
         set_price_book(PriceBook(_price_overrides(settings)))
-        store = open_store(settings.store, timeout=settings.store_timeout)
-        processor = BudgetSpanProcessor(settings, store=store, meter_provider=meter_provider)
-        if id(provider) not in _providers_with_slot:
+        # The processor opens the store, so it closes it on shutdown (a shared store then flushes the
+        # settlements it queued during an outage) and when a later configure() replaces it.
+        processor = BudgetSpanProcessor(settings, meter_provider=meter_provider)
+        if provider not in _providers_with_slot:
             _record_llm_calls(provider)
             provider.add_span_processor(_ProcessorSlot())
-            _providers_with_slot.add(id(provider))
+            _providers_with_slot.add(provider)
             _add_ledger(provider, settings)
         previous = set_processor(processor)
         if previous is not None:
@@ -116,10 +122,22 @@ def ensure_installed(tracer_provider: TracerProvider | None = None) -> None:
     try:
         configure(tracer_provider=tracer_provider, instrument=False)
     except ConfigError as exc:
+        if not _in_sitecustomize():
+            raise  # instrument() called by the app: its error to handle, like configure()'s
         print(f"costwarden: {exc}", file=sys.stderr, flush=True)
         # SystemExit raised while Python imports sitecustomize becomes a fatal init error (status 1)
         # with a traceback; exit cleanly with the documented status instead.
         os._exit(2)
+
+
+def _in_sitecustomize() -> bool:
+    """Whether this runs while Python imports ``sitecustomize`` (``opentelemetry-instrument``)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "sitecustomize":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _global_sdk_tracer_provider() -> TracerProvider:
@@ -203,7 +221,16 @@ def _instrument_all(provider: TracerProvider) -> None:
             instrumentor = entry_point.load()()
             if get_dependency_conflicts(instrumentor.instrumentation_dependencies()) is not None:
                 continue  # that SDK or framework is not installed (or too old): nothing to instrument
-            if not instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.instrument(tracer_provider=provider, skip_setup=True)
+            if instrumentor.is_instrumented_by_opentelemetry:
+                if _instrumented_for(instrumentor, provider):
+                    continue
+                instrumentor.uninstrument()  # instrumented for another provider: its spans went there
+            instrumentor.instrument(tracer_provider=provider, skip_setup=True)
         except Exception as exc:  # one SDK failing to instrument must not stop the others
             logger.warning("costwarden: could not instrument %s: %r", entry_point.name, exc)
+
+
+def _instrumented_for(instrumentor: Any, provider: TracerProvider) -> bool:
+    """Whether ``instrumentor`` makes its spans with ``provider`` (None at instrument(): the global)."""
+    used = getattr(instrumentor, "tracer_provider_used", None)
+    return used is provider or (used is None and trace.get_tracer_provider() is provider)

@@ -44,8 +44,12 @@ class CostwardenInstrumentor(BaseInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.instruments
 
+    tracer_provider_used: trace.TracerProvider | None = None
+    """The provider given to the last ``instrument()`` (None: the global one)."""
+
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.get("tracer_provider")
+        self.tracer_provider_used = tracer_provider
         if not kwargs.get("skip_setup"):
             from costwarden._setup import ensure_installed
 
