@@ -38,6 +38,7 @@ from costwarden.instrumentation._usage import (
     usage_from,
 )
 from costwarden.instrumentation._wrap import WrapTarget
+from costwarden.instrumentation.anthropic import ANTHROPIC_USAGE  # Claude's body: the Messages API's
 
 __all__ = ["BedrockInstrumentor"]
 
@@ -59,12 +60,6 @@ HEADER_USAGE = UsageMap(
     output_tokens="x-amzn-bedrock-output-token-count",
     cache_read_tokens="x-amzn-bedrock-cache-read-input-token-count",
     cache_write_tokens="x-amzn-bedrock-cache-write-input-token-count",
-)
-ANTHROPIC_USAGE = UsageMap(
-    input_tokens=("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
-    output_tokens="output_tokens",
-    cache_read_tokens="cache_read_input_tokens",
-    cache_write_tokens="cache_creation_input_tokens",
 )
 META_USAGE = UsageMap(input_tokens="prompt_token_count", output_tokens="generation_token_count")
 METRICS_USAGE = UsageMap(
