@@ -152,11 +152,8 @@ def _count(name: str, value: Any) -> int:
 def _ceiling(value: Any) -> Decimal | None:
     if value is None:
         return None
-    try:
-        ceiling = Decimal(str(value)) if not isinstance(value, bool) else None
-    except ArithmeticError:
-        ceiling = None
-    if ceiling is None or not ceiling.is_finite() or ceiling < 0:
+    ceiling = pricing.usd_amount(value)
+    if ceiling is None:
         raise ValueError(f"cheapest: max_cost_usd {value!r} is not a number of USD (>= 0)")
     return ceiling
 

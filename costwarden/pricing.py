@@ -42,6 +42,7 @@ __all__ = [
     "get_price_book",
     "semconv_provider",
     "set_price_book",
+    "usd_amount",
 ]
 
 logger = logging.getLogger("costwarden")
@@ -301,37 +302,36 @@ def _override_problems(model: str, values: Mapping[str, Any]) -> list[str]:
             f"expected some of {list(OVERRIDE_KEYS)} (USD per 1M tokens)"
         )
     for key, value in values.items():
-        if key in OVERRIDE_KEYS and _amount(value) is None:
+        if key in OVERRIDE_KEYS and usd_amount(value) is None:
             problems.append(f"prices.{model}.{key}: {value!r} {_why_not_amount(value)} (USD per 1M tokens)")
     if "input" not in values or "output" not in values:
         problems.append(f"prices.{model}: both 'input' and 'output' are required (USD per 1M tokens)")
     return problems
 
 
-def _amount(value: Any) -> Decimal | None:
-    """``value`` as a finite, non-negative Decimal, or None if it is not one."""
+def _number(value: Any) -> Decimal | None:
+    """``value`` as a Decimal, or None if it is not a number (a bool is not one)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         return None
     try:
-        amount = Decimal(str(value))
+        return Decimal(str(value))
     except ArithmeticError:
         return None
-    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def usd_amount(value: Any) -> Decimal | None:
+    """``value`` (a number, or a string of one) as a finite, non-negative Decimal, or None."""
+    number = _number(value)
+    return number if number is not None and number.is_finite() and number >= 0 else None
 
 
 def _why_not_amount(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return "is not a number"
-    try:
-        Decimal(str(value))
-    except ArithmeticError:
-        return "is not a number"
-    return "must be a non-negative number"
+    return "is not a number" if _number(value) is None else "must be a non-negative number"
 
 
 def _from_override(model: str, values: Mapping[str, Any]) -> ModelPrices:
     """A valid override (see :func:`_override_problems`) as prices."""
-    prices = {key: _amount(value) for key, value in values.items()}
+    prices = {key: usd_amount(value) for key, value in values.items()}
     input_price = prices["input"] or Decimal(0)
     return ModelPrices(
         input=input_price,
