@@ -134,7 +134,7 @@ class LedgerExporter(SpanExporter):
             return None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = connect(self.path, create=True, timeout=self._timeout)
+            self._conn = connect(self.path, timeout=self._timeout)
         except (OSError, sqlite3.Error, LedgerError) as exc:
             self._retry_open_at = self._clock() + _REOPEN_AFTER
             message = "costwarden: cannot open the ledger %s, calls are not recorded: %s"

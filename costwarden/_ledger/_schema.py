@@ -108,16 +108,16 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_v1}
 """``MIGRATIONS[n]`` moves a ledger from schema ``n`` to ``n + 1`` inside the caller's transaction."""
 
 
-def connect(path: Path, *, create: bool, timeout: float) -> sqlite3.Connection:
-    """Open the ledger at ``path`` in WAL mode, migrated to :data:`SCHEMA_VERSION`.
+def connect(path: Path, *, timeout: float) -> sqlite3.Connection:
+    """Open the ledger at ``path`` for writing, in WAL mode, migrated to :data:`SCHEMA_VERSION`.
 
-    With ``create`` the file (not its directory) is made when missing. Raises :class:`LedgerCorrupt`
-    for a file that is not a database or not a ledger, :class:`LedgerLocked` when another process
-    holds it longer than ``timeout`` seconds, and ``sqlite3.Error``/``OSError`` for anything else.
+    The file (not its directory) is made when missing. Raises :class:`LedgerCorrupt` for a file that
+    is not a database or not a ledger, :class:`LedgerLocked` when another process holds it longer than
+    ``timeout`` seconds, and ``sqlite3.Error``/``OSError`` for anything else. Readers use
+    :func:`connect_read_only`.
     """
-    mode = "rwc" if create else "rw"
     conn = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode={mode}",
+        f"{path.resolve().as_uri()}?mode=rwc",
         uri=True,
         timeout=timeout,
         isolation_level=None,  # transactions are explicit
