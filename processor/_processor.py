@@ -18,7 +18,6 @@ from opentelemetry.metrics import MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span
 
-from costwarden import semconv as sc
 from costwarden._attribution import current_attribution
 from costwarden._errors import BudgetExceeded
 from costwarden._types import Admission, CallRequest
@@ -36,6 +35,7 @@ from costwarden.processor._status import (
     Headroom,
     budget_status,
     headroom,
+    limit_observations,
     period_end_observations,
     spent_observations,
 )
@@ -183,16 +183,7 @@ class BudgetSpanProcessor(SpanProcessor):
 
     # -- gauges ------------------------------------------------------------------------------------
     def _observe_limits(self) -> Iterable[Observation]:
-        for budget in self._core.budgets:
-            h = budget.hard
-            for unit, value in (("usd", h.usd), ("tokens", h.tokens), ("calls", h.calls)):
-                if value is not None:
-                    attributes = {
-                        sc.METRIC_ATTR_BUDGET: budget.name,
-                        sc.METRIC_ATTR_UNIT: unit,
-                        sc.METRIC_ATTR_PERIOD: budget.config.period,
-                    }
-                    yield Observation(float(value), attributes)
+        return limit_observations(self.budgets)
 
     def _observe_spent(self) -> Iterable[Observation]:
         core = self._core

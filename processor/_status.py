@@ -21,6 +21,7 @@ __all__ = [
     "budget_status",
     "config_budget_status",
     "headroom",
+    "limit_observations",
     "period_end_observations",
     "spent_observations",
 ]
@@ -167,11 +168,7 @@ def spent_observations(
         window = period_window(budget.period, now, tz)
         states = _counters(budget, store, window)
         for unit, _ in limits:
-            base = {
-                sc.METRIC_ATTR_BUDGET: budget.name,
-                sc.METRIC_ATTR_UNIT: unit,
-                sc.METRIC_ATTR_PERIOD: budget.period,
-            }
+            base = _gauge_attributes(budget, unit)
             if by_scope and budget.per:
                 for key, state in states.items():
                     scope = ",".join(f"{k}={v}" for k, v in key.scope)
@@ -184,6 +181,15 @@ def spent_observations(
     return points
 
 
+def limit_observations(budgets: Sequence[BudgetConfig]) -> list[Observation]:
+    """``costwarden.budget.limit`` points: each limit of each budget."""
+    return [
+        Observation(float(value), _gauge_attributes(budget, unit))
+        for budget in budgets
+        for unit, value in _limits(budget)
+    ]
+
+
 def period_end_observations(budgets: Sequence[BudgetConfig], now: datetime, tz: tzinfo) -> list[Observation]:
     """``costwarden.budget.period_end`` points: when each budget's current period ends (UNIX seconds,
     the period taken in time zone ``tz``), with the attributes of its ``costwarden.budget.limit``
@@ -192,13 +198,15 @@ def period_end_observations(budgets: Sequence[BudgetConfig], now: datetime, tz: 
     for budget in budgets:
         limits = _limits(budget)
         end = period_window(budget.period, now, tz).end if limits else None
-        if end is None:
-            continue
-        for unit, _ in limits:
-            attributes = {
-                sc.METRIC_ATTR_BUDGET: budget.name,
-                sc.METRIC_ATTR_UNIT: unit,
-                sc.METRIC_ATTR_PERIOD: budget.period,
-            }
-            points.append(Observation(end, attributes))
+        if end is not None:
+            points += [Observation(end, _gauge_attributes(budget, unit)) for unit, _ in limits]
     return points
+
+
+def _gauge_attributes(budget: BudgetConfig, unit: str) -> dict[str, str]:
+    """The attributes of a budget's gauges (limit, spent, period end) in one unit."""
+    return {
+        sc.METRIC_ATTR_BUDGET: budget.name,
+        sc.METRIC_ATTR_UNIT: unit,
+        sc.METRIC_ATTR_PERIOD: budget.period,
+    }
